@@ -1,0 +1,191 @@
+"""Distil a fine-tuned teacher into a smaller DistilBERT student.
+
+The student learns the teacher's softened outputs (KL divergence at a temperature, scaled
+by its square as in Hinton et al.) on every review, labelled or not, plus cross-entropy
+on the hard labels where there are some. The teacher's logits are computed once and
+cached in the run directory, so a resumed run does not pay for them again.
+
+>>> result = distill("runs/teacher/best", data, "runs/student",  # doctest: +SKIP
+...                  unlabelled=read_reviews("more.jsonl", ColumnSpec(label=None)))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgesent.tokenization import EncodingSettings
+
+from .data import FormattedData, Review
+from .finetune import (
+    FinetuneResult,
+    best_saver,
+    encode_reviews,
+    load_tokenizer,
+    make_encoder,
+    report_run,
+)
+from .student import make_student
+from .training import (
+    IGNORE_LABEL,
+    EncodedSet,
+    LossFn,
+    Trainer,
+    TrainConfig,
+    predict_logits,
+    save_history_plot,
+)
+
+logger = logging.getLogger(__name__)
+
+TEACHER_LOGITS_FILE = "teacher_logits.npy"
+
+
+def distillation_loss(temperature: float = 2.0, alpha: float = 0.5) -> LossFn:
+    """``alpha`` · T² · KL(teacher‖student at T) + (1 − ``alpha``) · CE(hard labels).
+
+    Rows without a label (``-100``) contribute only the KL term.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if temperature <= 0:
+        raise ValueError("the distillation temperature must be positive")
+    if not 0 <= alpha <= 1:
+        raise ValueError("alpha must lie in [0, 1]")
+
+    def loss_fn(logits: Any, batch: dict[str, Any]) -> Any:
+        teacher = batch["teacher_logits"]
+        kd = F.kl_div(
+            F.log_softmax(logits / temperature, dim=-1),
+            F.log_softmax(teacher / temperature, dim=-1),
+            reduction="batchmean",
+            log_target=True,
+        ) * (temperature**2)
+        labelled = batch["labels"] != IGNORE_LABEL
+        if alpha < 1 and bool(labelled.any()):
+            ce = F.cross_entropy(logits[labelled], batch["labels"][labelled])
+            return alpha * kd + (1 - alpha) * ce
+        return kd if alpha > 0 else torch.zeros((), device=logits.device, requires_grad=True)
+
+    return loss_fn
+
+
+def teacher_logits(
+    teacher: Any, data: EncodedSet, pad_id: int, cache: Path | None = None, progress: bool = True
+) -> np.ndarray:
+    """The teacher's logits over ``data``, read from ``cache`` when it matches."""
+    digest = _fingerprint(data)
+    if cache is not None and cache.exists():
+        meta = cache.with_suffix(".json")
+        if meta.exists() and json.loads(meta.read_text()).get("fingerprint") == digest:
+            logger.info("teacher logits read from %s", cache)
+            return np.load(cache, allow_pickle=False)
+    logits = predict_logits(teacher, data, pad_id, batch_size=64, progress=progress)
+    if cache is not None:
+        np.save(cache, logits, allow_pickle=False)
+        cache.with_suffix(".json").write_text(json.dumps({"fingerprint": digest}))
+    return logits
+
+
+def _fingerprint(data: EncodedSet) -> str:
+    digest = hashlib.sha256()
+    for seq in data.ids:
+        digest.update(np.asarray(seq, dtype=np.int32).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
+def kl_to_teacher(student: Any, data: EncodedSet, pad_id: int, temperature: float = 1.0) -> float:
+    """Mean KL divergence from the teacher's (cached) distribution to the student's."""
+    from edgesent.metrics import softmax
+
+    assert data.teacher_logits is not None
+    p_teacher = softmax(data.teacher_logits, temperature)
+    p_student = softmax(predict_logits(student, data, pad_id), temperature)
+    eps = 1e-12
+    return float(np.mean(np.sum(p_teacher * (np.log(p_teacher + eps) - np.log(p_student + eps)), 1)))
+
+
+def distill(
+    teacher: str | Path,
+    data: FormattedData,
+    out_dir: str | Path,
+    *,
+    unlabelled: Sequence[Review] = (),
+    n_layers: int | None = None,
+    config: TrainConfig | None = None,
+    encoding: EncodingSettings | None = None,
+    temperature: float = 2.0,
+    alpha: float = 0.5,
+    resume: bool = False,
+    progress: bool = True,
+) -> FinetuneResult:
+    """Distil ``teacher`` (a fine-tuned model directory) into a DistilBERT student."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = config or TrainConfig()
+    encoding = encoding or EncodingSettings()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(teacher)
+    encoder = make_encoder(tokenizer, encoding)
+    teacher_model = AutoModelForSequenceClassification.from_pretrained(str(teacher))
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    known = {r.text for r in data.train} | {r.text for r in data.val}
+    extra = [Review(r.text, None, r.source, r.domain) for r in unlabelled if r.text not in known]
+    train_set = encode_reviews(encoder, [*data.train, *extra], data.labels)
+    train_set.teacher_logits = teacher_logits(
+        teacher_model, train_set, encoder.pad_id, out / TEACHER_LOGITS_FILE, progress
+    )
+    val_set = encode_reviews(encoder, data.val, data.labels)
+    teacher_val = predict_logits(teacher_model, val_set, encoder.pad_id)
+    val_set.teacher_logits = teacher_val
+    logger.info(
+        "distilling over %d labelled and %d unlabelled reviews", len(data.train), len(extra)
+    )
+    student = make_student(teacher_model, n_layers=n_layers)
+    del teacher_model
+    trainer = Trainer(
+        student,
+        train_set,
+        val_set,
+        config,
+        out,
+        loss_fn=distillation_loss(temperature, alpha),
+        pad_id=encoder.pad_id,
+        label_names=data.labels,
+        save_best=best_saver(tokenizer),
+        progress=progress,
+    )
+    state = trainer.train(resume=resume)
+    (out / "history.json").write_text(json.dumps(state.history, indent=2) + "\n", "utf-8")
+    if state.history:
+        save_history_plot(state.history, out / "curves.png")
+    if not state.finished:
+        return FinetuneResult(out, trainer.best_dir, {}, wall_seconds=time.perf_counter() - started)
+    return report_run(
+        trainer.best_dir, data, encoder, out, config,
+        started=started, state=state, base_model=str(teacher), progress=progress,
+        extra={
+            "teacher": str(teacher),
+            "n_layers": student.config.n_layers,
+            "distillation": {
+                "temperature": temperature,
+                "alpha": alpha,
+                "labelled": len(data.train),
+                "unlabelled": len(extra),
+            },
+        },
+    )

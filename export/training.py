@@ -1,0 +1,527 @@
+"""The training loop shared by fine-tuning and distillation.
+
+One code path for GPU and CPU: mixed precision where the hardware has it (bf16, else
+fp16 with loss scaling on CUDA), length-grouped batches with dynamic padding, validation
+every N steps, early stopping on validation loss, the best weights kept, checkpoints that
+resume a killed run exactly where it stopped (same batches, same random state), and a
+CUDA out-of-memory fallback that halves the micro-batch and doubles accumulation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgesent.metrics import classification_report
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.json"
+IGNORE_LABEL = -100
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run.
+
+    >>> TrainConfig(epochs=2, batch_size=16).batch_size
+    16
+    """
+
+    epochs: float = 3.0
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    eval_every: int | None = None  # optimizer steps; None: once per epoch
+    save_every: int = 200
+    patience: int = 2
+    seed: int = 13
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    max_grad_norm: float = 1.0
+    threads: int | None = None
+    eval_batch_size: int = 64
+    stop_after_steps: int | None = None  # stop as if killed (for tests and time limits)
+
+
+@dataclass
+class EncodedSet:
+    """Token ids (unpadded), integer labels (-100 when unlabelled), optional teacher logits."""
+
+    ids: list[list[int]]
+    labels: np.ndarray
+    teacher_logits: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    global_step: int = 0
+    best_val_loss: float = math.inf
+    best_step: int = -1
+    bad_evals: int = 0
+    accumulation: int = 1
+    finished: bool = False
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+LossFn = Callable[[Any, dict[str, Any]], Any]
+
+
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int
+) -> list[np.ndarray]:
+    """Shuffled batches of similar-length examples, the same for the same seed and epoch.
+
+    >>> [len(b) for b in length_grouped_batches([5, 3, 9, 1], 2, seed=0, epoch=0)]
+    [2, 2]
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    lengths_arr = np.asarray(lengths)
+    chunk = batch_size * 50
+    batches = []
+    for start in range(0, len(order), chunk):
+        block = order[start : start + chunk]
+        block = block[np.argsort(-lengths_arr[block], kind="stable")]
+        batches += [block[i : i + batch_size] for i in range(0, len(block), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def select_device_and_precision(precision: str) -> tuple[Any, Any]:
+    """The device to train on and the autocast dtype (None for fp32)."""
+    import torch
+
+    if torch.cuda.is_available():
+        device = torch.device("cuda")
+        if precision == "auto":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    else:
+        device = torch.device("cpu")
+        if precision == "auto":
+            precision = "bf16" if _cpu_has_bf16() else "fp32"
+        if precision == "fp16":
+            raise ValueError("fp16 training needs a CUDA GPU; use bf16 or fp32 on the CPU")
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return device, dtype
+
+
+def _cpu_has_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
+
+
+def collate(
+    data: EncodedSet, indices: np.ndarray, pad_id: int, device: Any
+) -> dict[str, Any]:
+    """Pad one batch to its longest member and move it to ``device``."""
+    import torch
+
+    seqs = [data.ids[i] for i in indices]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    batch = {
+        "input_ids": ids.to(device),
+        "attention_mask": mask.to(device),
+        "labels": torch.as_tensor(data.labels[indices], dtype=torch.long).to(device),
+    }
+    if data.teacher_logits is not None:
+        batch["teacher_logits"] = torch.as_tensor(
+            data.teacher_logits[indices], dtype=torch.float32
+        ).to(device)
+    return batch
+
+
+def predict_logits(
+    model: Any, data: EncodedSet, pad_id: int, batch_size: int = 64, progress: bool = False
+) -> np.ndarray:
+    """Logits of ``model`` over ``data``, in the original order."""
+    import torch
+
+    device = next(model.parameters()).device
+    order = np.argsort([-len(s) for s in data.ids], kind="stable")
+    out = np.zeros((len(data), model.config.num_labels), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    steps = range(0, len(order), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="predict", unit="batch", leave=False)
+    with torch.inference_mode():
+        for start in steps:
+            idx = order[start : start + batch_size]
+            batch = collate(data, idx, pad_id, device)
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            out[idx] = logits.logits.float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def evaluate_logits(
+    logits: np.ndarray, labels: np.ndarray, label_names: Sequence[str]
+) -> dict[str, Any]:
+    """Loss, accuracy and macro-F1 of logits against integer labels."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = float(-log_probs[np.arange(len(labels)), labels].mean())
+    report = classification_report(labels, logits.argmax(axis=1), label_names)
+    return {"loss": loss, **report}
+
+
+class Trainer:
+    """Runs :class:`TrainConfig` on a model with a loss function, with checkpoints.
+
+    >>> trainer = Trainer(model, train_set, val_set, config, "runs/teacher",  # doctest: +SKIP
+    ...                   loss_fn=cross_entropy_loss(), pad_id=0, label_names=["neg", "pos"])
+    >>> trainer.train(resume=True)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        train_set: EncodedSet,
+        val_set: EncodedSet,
+        config: TrainConfig,
+        out_dir: str | Path,
+        *,
+        loss_fn: LossFn,
+        pad_id: int,
+        label_names: Sequence[str],
+        save_best: Callable[[Any, Path], None],
+        progress: bool = True,
+    ) -> None:
+        import torch
+
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.checkpoint_dir = self.out_dir / "checkpoint"
+        self.best_dir = self.out_dir / "best"
+        self.train_set, self.val_set = train_set, val_set
+        self.loss_fn, self.pad_id = loss_fn, pad_id
+        self.label_names = list(label_names)
+        self.save_best = save_best
+        self.progress = progress
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.device, self.autocast_dtype = select_device_and_precision(config.precision)
+        self.model = model.to(self.device)
+        self.steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+        self.total_steps = max(1, math.ceil(self.steps_per_epoch * config.epochs))
+        self.eval_every = config.eval_every or self.steps_per_epoch
+        self.optimizer = self._make_optimizer()
+        warmup = int(self.total_steps * config.warmup_ratio)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _LinearWarmupDecay(warmup, self.total_steps)
+        )
+        use_scaler = self.autocast_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        self.state = TrainState()
+
+    def _make_optimizer(self) -> Any:
+        import torch
+
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+        groups = [
+            {"params": decay, "weight_decay": self.config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=self.config.learning_rate)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _save_checkpoint(self) -> None:
+        import torch
+
+        tmp = self.out_dir / "checkpoint.tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(tmp, safe_serialization=True)
+        torch.save(
+            {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+            },
+            tmp / "optimizer.pt",
+        )
+        (tmp / STATE_FILE).write_text(json.dumps(asdict(self.state), indent=1), encoding="utf-8")
+        old = self.out_dir / "checkpoint.old"
+        if self.checkpoint_dir.exists():
+            self.checkpoint_dir.rename(old)
+        tmp.rename(self.checkpoint_dir)
+        if old.exists():
+            _rmtree(old)
+
+    def _load_checkpoint(self) -> bool:
+        import torch
+        from safetensors.torch import load_file
+
+        state_path = self.checkpoint_dir / STATE_FILE
+        if not state_path.exists():
+            return False
+        self.state = TrainState(**json.loads(state_path.read_text(encoding="utf-8")))
+        weights = load_file(str(self.checkpoint_dir / "model.safetensors"), device="cpu")
+        self.model.load_state_dict(weights, strict=False)
+        extra = torch.load(self.checkpoint_dir / "optimizer.pt", weights_only=True)
+        self.optimizer.load_state_dict(extra["optimizer"])
+        self.scheduler.load_state_dict(extra["scheduler"])
+        self.scaler.load_state_dict(extra["scaler"])
+        torch.set_rng_state(extra["torch_rng"])
+        logger.info(
+            "resumed from %s at step %d (epoch %d, batch %d)",
+            self.checkpoint_dir, self.state.global_step, self.state.epoch,
+            self.state.batch_in_epoch,
+        )
+        return True
+
+    # ------------------------------------------------------------------ training
+
+    def train(self, resume: bool = False) -> TrainState:
+        """Train until the epochs run out or validation loss stops improving."""
+        import torch
+
+        if resume and not self._load_checkpoint():
+            logger.info("no checkpoint in %s; starting fresh", self.checkpoint_dir)
+        if not resume or self.state.global_step == 0:
+            random.seed(self.config.seed)
+            np.random.seed(self.config.seed)
+            torch.manual_seed(self.config.seed)
+        if self.state.finished:
+            return self.state
+        lengths = [len(s) for s in self.train_set.ids]
+        bar = self._progress_bar()
+        running = None
+        self.model.train()
+        while not self.state.finished:
+            batches = length_grouped_batches(
+                lengths, self.config.batch_size, self.config.seed, self.state.epoch
+            )
+            while self.state.batch_in_epoch < len(batches):
+                indices = batches[self.state.batch_in_epoch]
+                loss = self._step(indices)
+                running = loss if running is None else 0.98 * running + 0.02 * loss
+                self.state.batch_in_epoch += 1
+                self.state.global_step += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{running:.4f}", epoch=self.state.epoch)
+                if self._after_step(running):
+                    break
+            else:
+                self.state.epoch += 1
+                self.state.batch_in_epoch = 0
+                continue
+            break
+        if bar is not None:
+            bar.close()
+        return self.state
+
+    def _after_step(self, running_loss: float | None) -> bool:
+        """Evaluate, checkpoint and decide whether to stop; True ends training."""
+        state, config = self.state, self.config
+        done = state.global_step >= self.total_steps
+        if state.global_step % self.eval_every == 0 or done:
+            self._evaluate(running_loss)
+            if state.bad_evals >= config.patience:
+                logger.info(
+                    "early stopping: validation loss has not improved for %d evaluations",
+                    state.bad_evals,
+                )
+                state.stopped_early = True
+                done = True
+        if done:
+            state.finished = True
+            self._save_checkpoint()
+            return True
+        if state.global_step % config.save_every == 0 or (
+            state.global_step % self.eval_every == 0
+        ):
+            self._save_checkpoint()
+        if config.stop_after_steps and state.global_step >= config.stop_after_steps:
+            self._save_checkpoint()
+            logger.warning("stopping after %d steps as asked", state.global_step)
+            return True
+        return False
+
+    def _step(self, indices: np.ndarray) -> float:
+        import torch
+
+        while True:
+            try:
+                loss = self._accumulate(indices)
+                break
+            except Exception as exc:  # noqa: BLE001 - only OOM is handled, others re-raise
+                if not is_out_of_memory(exc) or len(indices) // self.state.accumulation <= 1:
+                    raise
+                self.optimizer.zero_grad(set_to_none=True)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                self.state.accumulation *= 2
+                logger.warning(
+                    "out of GPU memory: micro-batch halved to %d, gradient accumulation "
+                    "doubled to %d (effective batch unchanged at %d)",
+                    math.ceil(len(indices) / self.state.accumulation),
+                    self.state.accumulation,
+                    self.config.batch_size,
+                )
+        if self.config.max_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    def _accumulate(self, indices: np.ndarray) -> float:
+        import torch
+
+        parts = np.array_split(indices, min(self.state.accumulation, len(indices)))
+        total = 0.0
+        for part in parts:
+            batch = collate(self.train_set, part, self.pad_id, self.device)
+            with torch.autocast(
+                self.device.type,
+                dtype=self.autocast_dtype or torch.float32,
+                enabled=self.autocast_dtype is not None,
+            ):
+                outputs = self.model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                )
+                loss = self.loss_fn(outputs.logits.float(), batch)
+            weight = len(part) / len(indices)
+            self.scaler.scale(loss * weight).backward()
+            total += float(loss.detach()) * weight
+        return total
+
+    def _evaluate(self, running_loss: float | None) -> None:
+        started = time.perf_counter()
+        logits = predict_logits(
+            self.model, self.val_set, self.pad_id, self.config.eval_batch_size
+        )
+        result = evaluate_logits(logits, self.val_set.labels, self.label_names)
+        record = {
+            "step": self.state.global_step,
+            "epoch": round(self.state.global_step / self.steps_per_epoch, 3),
+            "train_loss": running_loss,
+            "val_loss": result["loss"],
+            "val_accuracy": result["accuracy"],
+            "val_macro_f1": result["macro_f1"],
+            "lr": self.scheduler.get_last_lr()[0],
+            "eval_seconds": round(time.perf_counter() - started, 1),
+        }
+        self.state.history.append(record)
+        logger.info(
+            "step %d: val loss %.4f, accuracy %.4f, macro-F1 %.4f",
+            record["step"], record["val_loss"], record["val_accuracy"], record["val_macro_f1"],
+        )
+        if result["loss"] < self.state.best_val_loss - 1e-6:
+            self.state.best_val_loss = result["loss"]
+            self.state.best_step = self.state.global_step
+            self.state.bad_evals = 0
+            self.save_best(self.model, self.best_dir)
+        else:
+            self.state.bad_evals += 1
+        self.model.train()
+
+    def _progress_bar(self) -> Any:
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=self.total_steps, initial=self.state.global_step, desc="train", unit="step"
+        )
+
+
+class _LinearWarmupDecay:
+    """Linear warm-up then linear decay to zero (a picklable schedule)."""
+
+    def __init__(self, warmup: int, total: int) -> None:
+        self.warmup, self.total = warmup, total
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        return max(0.0, (self.total - step) / max(1, self.total - self.warmup))
+
+
+def cross_entropy_loss(class_weights: Sequence[float] | None = None) -> LossFn:
+    """Hard-label cross-entropy, optionally class-weighted."""
+    import torch
+
+    weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+
+    def loss_fn(logits: Any, batch: dict[str, Any]) -> Any:
+        w = weights.to(logits.device) if weights is not None else None
+        return torch.nn.functional.cross_entropy(
+            logits, batch["labels"], weight=w, ignore_index=IGNORE_LABEL
+        )
+
+    return loss_fn
+
+
+def save_history_plot(history: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Training curves (train and validation loss, validation accuracy) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(steps, [h["val_loss"] for h in history], marker="o", label="validation")
+    ax_loss.plot(
+        steps, [h["train_loss"] for h in history], marker="o", label="train (running)"
+    )
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend()
+    ax_acc.plot(steps, [h["val_accuracy"] for h in history], marker="o", label="accuracy")
+    ax_acc.plot(steps, [h["val_macro_f1"] for h in history], marker="o", label="macro-F1")
+    ax_acc.set_xlabel("step")
+    ax_acc.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
