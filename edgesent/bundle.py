@@ -258,8 +258,8 @@ def write_bundle(
             "files": files, "provenance": info, "metrics": dict(metrics or {}),
         }
         text = json.dumps(manifest, indent=2, ensure_ascii=False, default=_json_default)
+        written = _parse_manifest(out, json.loads(text))  # the checks a reader applies
         (tmp / MANIFEST_NAME).write_text(text + "\n", encoding="utf-8")
-        written = _read_manifest(tmp).manifest  # the same checks a reader applies
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

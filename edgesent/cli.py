@@ -66,9 +66,8 @@ class EdgesentGroup(click.Group):
             if isinstance(exc, BrokenPipeError):  # e.g. `edgesent predict ... | head`
                 _silence_stdout()
                 sys.exit(1)
-            if exc.filename is None:
-                raise
-            raise click.ClickException(f"{exc.filename}: {exc.strerror or exc}") from None
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
 
 
 @click.group(cls=EdgesentGroup, epilog=MAIN_EPILOG,
@@ -104,8 +103,7 @@ def _model_option(func: Callable[..., Any]) -> Callable[..., Any]:
                    "terminal and jsonl in a pipe].")
 @_model_option
 @click.option("-b", "--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              metavar="N",
-              help="Reviews per model call.")
+              metavar="N", help="Reviews per model call.")
 @click.option("-t", "--threads", type=click.IntRange(min=1), metavar="N",
               help="CPU threads for the model [default: CPUs available to edgesent, at most 8].")
 @click.option("--progress/--no-progress", default=None,
@@ -131,24 +129,25 @@ def predict(texts: tuple[str, ...], input_path: str | None, input_format: str | 
         raise click.UsageError("--text-column and --input-format apply to --input only")
 
     with contextlib.ExitStack() as stack:
-        total: int | None = len(texts)
-        if texts:
-            reviews: Iterable[Review] = [Review(t, n) for n, t in enumerate(texts, 1)]
-        else:
-            assert input_path is not None
+        reader = None
+        if input_path is not None:
             stream = sys.stdin.buffer if input_path == STDIN else None
             reader = stack.enter_context(ReviewReader(
                 input_path, fmt=input_format, text_column=text_column, stream=stream))
-            reviews, total = reader, reader.estimate_rows()
         classifier = Classifier.load(model, threads=threads)
         out, fmt = _open_output(stack, output_path, fmt)
+        auto = input_path not in (None, STDIN) and _isatty(sys.stderr) and (
+            output_path is not None or not _isatty(out))
+        want_bar = auto if progress is None else progress
+        total = len(texts) if reader is None else (
+            reader.estimate_rows() if want_bar or fmt == "table" else None)
         writer = make_writer(fmt, out, classifier.labels, total=total)
-        show = progress if progress is not None else (
-            input_path not in (None, STDIN) and (total or 0) >= PROGRESS_MIN_ROWS
-            and _isatty(sys.stderr) and (output_path is not None or not _isatty(out)))
-        bar = stack.enter_context(click.progressbar(
-            length=total or 0, label="Classifying", file=sys.stderr)
-        ) if show else None
+        bar = None
+        if want_bar and total and (progress or total >= PROGRESS_MIN_ROWS):
+            bar = stack.enter_context(
+                click.progressbar(length=total, label="Classifying", file=sys.stderr))
+        reviews: Iterable[Review] = (
+            reader if reader is not None else [Review(t, n) for n, t in enumerate(texts, 1)])
         for chunk in _chunks(reviews, CHUNK_TEXTS):
             batch = [review.text for review in chunk]
             writer.write_many(batch, classifier.predict(batch, batch_size=batch_size))

@@ -184,28 +184,34 @@ class ReviewReader:
     def _delimited(self, delimiter: str) -> Iterator[Review]:
         if csv.field_size_limit() < _FIELD_LIMIT:
             csv.field_size_limit(_FIELD_LIMIT)
-        texts = (text for _, text in self._lines)
-        reader = csv.reader(texts, delimiter=delimiter)
-        try:
-            header = next(reader, None)
-            if header is None or not any(field.strip() for field in header):
-                raise InputError(f"{self.name}: line 1: no header row (the first line must "
-                                 "name the columns)")
-            column = resolve_column(header, self.text_column, self.name)
-            column_name = header[column].strip()
-            row, end = 0, reader.line_num
-            for fields in reader:
-                start, end = end + 1, reader.line_num
-                if not fields:  # a blank line is not a record
-                    continue
-                row += 1
-                if len(fields) <= column:
-                    raise InputError(
-                        f"{self.name}: line {start} (row {row}): {len(fields)} field(s), but "
-                        f"column {column_name!r} is field {column + 1}")
-                yield Review(fields[column], start)
-        except csv.Error as exc:
-            raise InputError(f"{self.name}: line {reader.line_num}: {exc}") from None
+        reader = csv.reader((text for _, text in self._lines), delimiter=delimiter,
+                            strict=True)
+        column, column_name, row = -1, "", 0
+        while True:
+            start = reader.line_num + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                if "unexpected end of data" in str(exc):
+                    raise InputError(f"{self.name}: line {start}: a quoted field opened on "
+                                     "this line is never closed") from None
+                raise InputError(f"{self.name}: line {reader.line_num}: {exc}") from None
+            if column < 0:  # the header
+                if not any(field.strip() for field in fields):
+                    raise InputError(f"{self.name}: line {start}: no header row (the first "
+                                     "line must name the columns)")
+                column = resolve_column(fields, self.text_column, self.name)
+                column_name = fields[column].strip()
+                continue
+            if not fields:  # a blank line is not a record
+                continue
+            row += 1
+            if len(fields) <= column:
+                raise InputError(f"{self.name}: line {start} (row {row}): {len(fields)} "
+                                 f"field(s), but column {column_name!r} is field {column + 1}")
+            yield Review(fields[column], start)
         if row == 0:
             raise InputError(f"{self.name}: no reviews after the header row")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import time
@@ -19,11 +18,16 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from starlette.exceptions import HTTPException
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, PlainTextResponse
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+    from starlette.exceptions import HTTPException
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(f'edgesent.server needs the [serve] extra ({exc.name} is missing): '
+                      'pip install "edgesent[serve]"', name=exc.name) from exc
 
+from edgesent import __version__
 from edgesent.batching import BatcherClosedError, MicroBatcher
 
 if TYPE_CHECKING:
@@ -124,7 +128,7 @@ class _Histogram:
         return out
 
 
-class Metrics:
+class _Metrics:
     """Counters and histograms of the service, written in the Prometheus text format."""
 
     def __init__(self) -> None:
@@ -144,35 +148,33 @@ class Metrics:
         self.batch_seconds.observe(seconds)
 
     def render(self, *, ready: bool, pending: int) -> str:
-        out = ["# HELP edgesent_requests_total HTTP requests answered, by endpoint and status.",
-               "# TYPE edgesent_requests_total counter"]
-        for (endpoint, method, status), n in sorted(self.requests.items()):
-            out.append(f'edgesent_requests_total{{endpoint="{endpoint}",method="{method}",'
-                       f'status="{status}"}} {n}')
-        out += ["# HELP edgesent_errors_total Error responses, by error code.",
-                "# TYPE edgesent_errors_total counter"]
+        out = _family("requests_total", "counter", "HTTP requests answered.")
+        out += [f'edgesent_requests_total{{endpoint="{e}",method="{m}",status="{s}"}} {n}'
+                for (e, m, s), n in sorted(self.requests.items())]
+        out += _family("errors_total", "counter", "Error responses, by error code.")
         out += [f'edgesent_errors_total{{code="{code}"}} {n}'
                 for code, n in sorted(self.errors.items())]
-        out += ["# HELP edgesent_request_duration_seconds Time to answer a request.",
-                "# TYPE edgesent_request_duration_seconds histogram"]
+        out += _family("request_duration_seconds", "histogram", "Time to answer a request.")
         for endpoint, hist in sorted(self.latency.items()):
             out += hist.lines("edgesent_request_duration_seconds", f'endpoint="{endpoint}"')
-        out += ["# HELP edgesent_batch_size Texts per call into the model.",
-                "# TYPE edgesent_batch_size histogram"]
+        out += _family("batch_size", "histogram", "Texts per call into the classifier.")
         out += self.batch_size.lines("edgesent_batch_size")
-        out += ["# HELP edgesent_batch_duration_seconds Time of one model call.",
-                "# TYPE edgesent_batch_duration_seconds histogram"]
+        out += _family("batch_duration_seconds", "histogram", "Time of one classifier call.")
         out += self.batch_seconds.lines("edgesent_batch_duration_seconds")
         for name, value, text in (
-            ("edgesent_requests_in_flight", self.in_flight, "Requests being answered."),
-            ("edgesent_queue_texts", pending, "Texts waiting for a model batch."),
-            ("edgesent_ready", int(ready), "1 once the model is loaded and warmed up."),
+            ("requests_in_flight", self.in_flight, "Requests being answered."),
+            ("queue_texts", pending, "Texts waiting for a model batch."),
+            ("ready", int(ready), "1 once the model is loaded and warmed up."),
         ):
-            out += [f"# HELP {name} {text}", f"# TYPE {name} gauge", f"{name} {value}"]
+            out += [*_family(name, "gauge", text), f"edgesent_{name} {value}"]
         return "\n".join(out) + "\n"
 
 
-def error_response(metrics: Metrics, status: int, code: str, message: str) -> JSONResponse:
+def _family(name: str, kind: str, text: str) -> list[str]:
+    return [f"# HELP edgesent_{name} {text}", f"# TYPE edgesent_{name} {kind}"]
+
+
+def _error_response(metrics: _Metrics, status: int, code: str, message: str) -> JSONResponse:
     """The JSON error body every failure is answered with; counted in the metrics."""
     metrics.errors[code] += 1
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
@@ -181,7 +183,7 @@ def error_response(metrics: Metrics, status: int, code: str, message: str) -> JS
 class _ServiceMiddleware:
     """Body-size limit (Content-Length and the streamed body) plus request metrics."""
 
-    def __init__(self, app: Any, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(self, app: Any, metrics: _Metrics, max_body_bytes: int) -> None:
         self.app = app
         self.metrics = metrics
         self.limit = max_body_bytes
@@ -203,8 +205,8 @@ class _ServiceMiddleware:
         metrics.in_flight += 1
         try:
             declared = dict(scope.get("headers") or []).get(b"content-length")
-            if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-                response = error_response(metrics, 413, "body_too_large", self._too_large())
+            if declared is not None and declared.isdigit() and int(declared) > self.limit:
+                response = _error_response(metrics, 413, "body_too_large", self._too_large())
                 await response(scope, receive, send_and_watch)
                 return
             await self.app(scope, self._limited(receive), send_and_watch)
@@ -233,18 +235,7 @@ class _ServiceMiddleware:
         return receive_limited
 
 
-def manifest_dict(manifest: Any) -> dict[str, Any]:
-    """The bundle manifest as plain JSON-ready data."""
-    if hasattr(manifest, "to_dict"):
-        return manifest.to_dict()
-    if dataclasses.is_dataclass(manifest) and not isinstance(manifest, type):
-        return dataclasses.asdict(manifest)
-    if isinstance(manifest, Mapping):
-        return dict(manifest)
-    raise TypeError(f"cannot serialise a manifest of type {type(manifest).__name__}")
-
-
-def check_texts(texts: list[str], settings: ServeSettings, *, field: str) -> None:
+def _check_texts(texts: list[str], settings: ServeSettings, *, field: str) -> None:
     """Raise ``ApiError`` naming the first text that is blank, too long or not UTF-8."""
     if not texts:
         raise ApiError(422, "empty_list", f'"{field}" is empty; send at least one text')
@@ -271,7 +262,7 @@ _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a num
 _ASK = 'send a JSON object like {"text": "..."} or {"texts": ["...", "..."]}'
 
 
-def parse_classify_body(body: bytes) -> ClassifyRequest:
+def _parse_body(body: bytes) -> ClassifyRequest:
     """Decode and validate a ``/v1/classify`` body, whatever its Content-Type.
 
     Raises ``ApiError`` 400 for a body that is not JSON, 422 for JSON of the wrong shape.
@@ -318,7 +309,7 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
     >>> uvicorn.run(app, port=8080)  # doctest: +SKIP
     """
     settings = settings or ServeSettings()
-    metrics = Metrics()
+    metrics = _Metrics()
     state = {"ready": False, "warmup_error": None}
     batch_size = max(settings.max_batch, 32)
 
@@ -350,12 +341,10 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
             warming.cancel()
             await batcher.close()
 
-    app = FastAPI(title="edgesent", version=_version(), lifespan=lifespan,
+    app = FastAPI(title="edgesent", version=__version__, lifespan=lifespan,
                   summary="Product-review sentiment, int8 ONNX on CPU.")
     app.add_middleware(_ServiceMiddleware, metrics=metrics,
                        max_body_bytes=settings.max_body_bytes)
-    app.state.metrics = metrics
-    app.state.batcher = batcher
     error_responses: dict[int | str, dict[str, Any]] = {
         status: {"model": ErrorBody} for status in (400, 413, 422, 500, 503)}
 
@@ -364,22 +353,22 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
         code = getattr(exc, "code", None) or {404: "not_found", 405: "method_not_allowed",
                                               413: "body_too_large"}.get(exc.status_code,
                                                                          "http_error")
-        return error_response(metrics, exc.status_code, code, str(exc.detail))
+        return _error_response(metrics, exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)
     async def _crash(request: Any, exc: Exception) -> JSONResponse:
         logger.error("unhandled error", exc_info=exc)
-        return error_response(metrics, 500, "internal_error", "internal server error")
+        return _error_response(metrics, 500, "internal_error", "internal server error")
 
     @app.post("/v1/classify", response_model=Result | Results, responses=error_responses,
               summary="Classify one review or a list of reviews", openapi_extra={
                   "requestBody": {"required": True, "content": {"application/json": {
                       "schema": ClassifyRequest.model_json_schema()}}}})
     async def classify(request: Request) -> JSONResponse:
-        body = parse_classify_body(await request.body())
+        body = _parse_body(await request.body())
         single = body.text is not None
         texts = [body.text] if body.text is not None else list(body.texts or [])
-        check_texts(texts, settings, field="text" if single else "texts")
+        _check_texts(texts, settings, field="text" if single else "texts")
         try:
             predictions = await batcher.submit_many(texts)
         except BatcherClosedError as exc:
@@ -392,7 +381,7 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
 
     @app.get("/v1/model", summary="The bundle manifest of the model being served")
     async def model() -> JSONResponse:
-        return JSONResponse(manifest_dict(classifier.manifest))
+        return JSONResponse(classifier.manifest.to_dict())
 
     @app.get("/healthz", summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
@@ -414,11 +403,3 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
 
     return app
 
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("edgesent")
-    except PackageNotFoundError:
-        return "0+unknown"

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import IO, Any
 
-from edgesent import Classifier
+from edgesent import Classifier, EdgesentError
 
 _classifier: Classifier | None = None
 
@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.workers < 1 or args.chunk_size < 1:
         parser.error("--workers and --chunk-size must be at least 1")
+    try:  # fail fast, in one line, on a bad bundle rather than in every worker
+        Classifier.load(args.model, threads=1)
+    except EdgesentError as exc:
+        raise SystemExit(f"error: {exc}") from None
     started = time.perf_counter()
     with open(args.input, encoding="utf-8") as src, \
             open(args.output, "w", encoding="utf-8") as dst:

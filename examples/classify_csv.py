@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 
-from edgesent import Classifier
+from edgesent import Classifier, EdgesentError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.column not in columns:
         parser.error(f"{args.input} has no column {args.column!r} (columns: {columns})")
 
-    classifier = Classifier.load(args.model)
+    try:
+        classifier = Classifier.load(args.model)
+    except EdgesentError as exc:  # a missing or damaged bundle: say so in one line
+        raise SystemExit(f"error: {exc}") from None
     predictions = classifier.predict([row[args.column] or "" for row in rows])
 
     with open(args.output, "w", newline="", encoding="utf-8") as fh:

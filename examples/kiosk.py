@@ -19,7 +19,7 @@ import argparse
 import sys
 from collections import Counter
 
-from edgesent import Classifier
+from edgesent import Classifier, EdgesentError
 
 REPLIES = {
     "positive": "Thank you, we're glad you enjoyed it!",
@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="bundle directory (default: embedded)")
     args = parser.parse_args(argv)
 
-    classifier = Classifier.load(args.model)
+    try:
+        classifier = Classifier.load(args.model)
+    except EdgesentError as exc:  # a missing or damaged bundle: say so in one line
+        raise SystemExit(f"error: {exc}") from None
     interactive = sys.stdin.isatty()
     tally: Counter[str] = Counter()
     if interactive:

@@ -27,7 +27,7 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from edgesent import Classifier
+from edgesent import Classifier, EdgesentError
 
 FOLLOW_UP_LABEL = "negative"
 FOLLOW_UP_CONFIDENCE = 0.8
@@ -83,7 +83,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
-    app = build_app(Classifier.load(args.model), args.db)
+    try:
+        classifier = Classifier.load(args.model)
+    except EdgesentError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    app = build_app(classifier, args.db)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

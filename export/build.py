@@ -6,7 +6,7 @@ already there (so a rerun after a crash or a session's end picks up where it sto
 ``teacher/`` fine-tune → ``student/`` distil → ``student-small/`` shrink the vocabulary
 (optional) → ``bundle/`` export to ONNX, quantize to int8, gate, calibrate, write bundle.
 
->>> plan = BuildPlan(sources=load_sources("sources.json"), out_dir=Path("runs/build"))  # doctest: +SKIP
+>>> plan = BuildPlan(load_sources("sources.json"), Path("runs/build"))  # doctest: +SKIP
 >>> summary = run_build(plan)  # doctest: +SKIP
 """
 

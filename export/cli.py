@@ -48,7 +48,7 @@ def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options that say where the reviews are and how to read them."""
     options = [
         click.option("--sources", type=click.Path(dir_okay=False), help="A sources JSON file "
-                     "naming train, test and unlabelled files (see docs); replaces --train/--test."),
+                     "naming train, test and unlabelled files; replaces --train/--test."),
         click.option("--train", "train_files", multiple=True, metavar="FILE",
                      help="Labelled training reviews (CSV, TSV, JSONL[.gz], Parquet, or a hub "
                      "dataset name). Repeatable."),

@@ -136,8 +136,11 @@ def clean_text(text: str) -> str:
             break
         text = unescaped
     text = _TAG.sub(" ", text)
+    # Control characters and line/paragraph separators separate words; format characters
+    # (soft hyphen, zero-width space, BOM) sit inside words, and tokenizers drop them.
     text = "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text
+        "" if category == "Cf" else " " if category in ("Cc", "Zl", "Zp") else ch
+        for ch, category in ((ch, unicodedata.category(ch)) for ch in text)
     )
     return _SPACE.sub(" ", text).strip()
 
@@ -169,29 +172,41 @@ def iter_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise InputError(f"{path}: unknown file type; expected .csv, .tsv, .jsonl or .parquet")
 
 
+def _open_binary(path: Path) -> Any:
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
+
+
 def _open_text(path: Path) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")  # noqa: SIM115
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+    # utf-8-sig: spreadsheet programs start CSV files with a byte order mark.
+    return io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", errors="strict", newline="")
 
 
-def _decode_error(path: Path, exc: UnicodeDecodeError, line_no: int) -> InputError:
+def _decode_error(path: Path, line_no: int, raw: bytes, exc: UnicodeDecodeError) -> InputError:
     return InputError(
-        f"{path}: line {line_no}: invalid UTF-8 (byte 0x{exc.object[exc.start]:02x}); "
-        "re-save the file as UTF-8"
+        f"{path}: line {line_no}, column {exc.start + 1}: invalid UTF-8 "
+        f"(byte 0x{raw[exc.start]:02x}); re-save the file as UTF-8"
     )
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rb") as handle:
+def _locate_bad_utf8(path: Path) -> InputError:
+    """The error for the first line that is not UTF-8 (text decoders read ahead by blocks,
+    so the line they fail on is not the line at fault)."""
+    with _open_binary(path) as handle:
         for line_no, raw in enumerate(handle, start=1):
             try:
-                line = raw.decode("utf-8")
+                raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise InputError(
-                    f"{path}: line {line_no}, column {exc.start + 1}: invalid UTF-8 "
-                    f"(byte 0x{raw[exc.start]:02x})"
-                ) from None
+                return _decode_error(path, line_no, raw, exc)
+    return InputError(f"{path}: invalid UTF-8; re-save the file as UTF-8")
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with _open_binary(path) as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise _decode_error(path, line_no, raw, exc) from None
             if not line.strip():
                 continue
             try:
@@ -207,16 +222,14 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _iter_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
     handle = _open_text(path)
-    line_no = 1
+    reader = csv.DictReader(handle, delimiter=delimiter)
     try:
-        reader = csv.DictReader(handle, delimiter=delimiter)
         for row in reader:
-            line_no = reader.line_num
-            yield line_no, row
-    except UnicodeDecodeError as exc:
-        raise _decode_error(path, exc, line_no + 1) from None
+            yield reader.line_num, row
+    except UnicodeDecodeError:
+        raise _locate_bad_utf8(path) from None
     except csv.Error as exc:
-        raise InputError(f"{path}: line {line_no}: malformed CSV ({exc})") from None
+        raise InputError(f"{path}: line {reader.reader.line_num}: malformed CSV ({exc})") from None
     finally:
         handle.close()
 
@@ -227,8 +240,7 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError('reading Parquet needs pyarrow: pip install "edgesent[export]"') from exc
     table = pq.read_table(path)
-    for index, row in enumerate(table.to_pylist(), start=1):
-        yield index, row
+    yield from enumerate(table.to_pylist(), start=1)
 
 
 def iter_hub_dataset(name: str, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -266,8 +278,7 @@ def _label_of(value: Any, spec: ColumnSpec, where: str) -> str | None:
             raise InputError(f"{where}: star rating {value!r} is not a number") from None
         if stars not in spec.stars:
             raise InputError(f"{where}: star rating {stars} is not covered by the star rule")
-        star_label = spec.stars[stars]
-        return LABEL_ALIASES.get(star_label.lower(), star_label)
+        return normalise_label(spec.stars[stars])
     raw = str(value).strip()
     if isinstance(value, float) and value.is_integer():
         raw = str(int(value))
@@ -275,8 +286,13 @@ def _label_of(value: Any, spec: ColumnSpec, where: str) -> str | None:
         if raw not in spec.label_map:
             known = ", ".join(sorted(spec.label_map))
             raise InputError(f"{where}: unknown label {raw!r} (the label map knows {known})")
-        return spec.label_map[raw]
-    return LABEL_ALIASES.get(raw.lower(), raw)
+        return normalise_label(spec.label_map[raw])
+    return normalise_label(raw)
+
+
+def normalise_label(label: str) -> str:
+    """The bundle name of a label spelling (``"pos"`` → ``"positive"``); others unchanged."""
+    return LABEL_ALIASES.get(label.strip().lower(), label.strip())
 
 
 def read_reviews(
@@ -300,6 +316,7 @@ def read_reviews(
     else:
         rows = iter_hub_dataset(str(source), hub_split)
     reviews: list[Review] = []
+    dropped_labels = {normalise_label(label) for label in spec.drop_labels}
     checked_columns = False
     for line_no, row in rows:
         if not checked_columns:
@@ -307,7 +324,7 @@ def read_reviews(
             checked_columns = True
         if any(str(row.get(key)) != value for key, value in spec.where.items()):
             continue
-        where = f"{source}: line {line_no}"
+        where = f"{source}: line {line_no}, column {spec.label!r}"
         text = clean_text(str(row.get(spec.text) or ""))
         if spec.title and row.get(spec.title):
             title = clean_text(str(row[spec.title]))
@@ -321,7 +338,7 @@ def read_reviews(
             if label is None and require_labels:
                 drops.add("no label")
                 continue
-            if label in spec.drop_labels:
+            if label in dropped_labels:
                 drops.add(f"label {label} dropped")
                 continue
         domain = str(row[spec.domain]) if spec.domain and row.get(spec.domain) else None
@@ -487,6 +504,13 @@ def format_dataset(
     unknown = sorted(set(found) - set(labels))
     if unknown:
         raise InputError(f"labels {unknown} are not among the expected labels {list(labels)}")
+    for name, rows in tests.items():
+        unknown = sorted({str(r.label) for r in rows} - set(labels))
+        if unknown:
+            raise InputError(
+                f"test set {name!r}: labels {unknown} are not among the training labels "
+                f"{list(labels)}; map or drop them (--stars, --label-map, --drop-label)"
+            )
     if len(labels) < 2:
         raise InputError(f"need at least two classes to train, found {list(labels)}")
     train, val = stratified_split(train, val_fraction, seed)
@@ -505,7 +529,11 @@ def format_dataset(
         "conflicting_duplicates": len(conflicts),
         "conflicting_examples": conflicts[:10],
         "labels": list(labels),
-        "rows": {"train": len(train), "val": len(val), **{f"test:{k}": len(v) for k, v in tests.items()}},
+        "rows": {
+            "train": len(train),
+            "val": len(val),
+            **{f"test:{k}": len(v) for k, v in tests.items()},
+        },
         "class_balance": balance,
         "imbalance_ratio": round(ratio, 3),
         "seed": seed,

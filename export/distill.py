@@ -23,7 +23,7 @@ import numpy as np
 
 from edgesent.tokenization import EncodingSettings
 
-from .data import FormattedData, Review
+from .data import FormattedData, Review, dedup_key
 from .finetune import (
     FinetuneResult,
     best_saver,
@@ -37,8 +37,8 @@ from .training import (
     IGNORE_LABEL,
     EncodedSet,
     LossFn,
-    Trainer,
     TrainConfig,
+    Trainer,
     predict_logits,
     save_history_plot,
 )
@@ -111,7 +111,8 @@ def kl_to_teacher(student: Any, data: EncodedSet, pad_id: int, temperature: floa
     p_teacher = softmax(data.teacher_logits, temperature)
     p_student = softmax(predict_logits(student, data, pad_id), temperature)
     eps = 1e-12
-    return float(np.mean(np.sum(p_teacher * (np.log(p_teacher + eps) - np.log(p_student + eps)), 1)))
+    log_ratio = np.log(p_teacher + eps) - np.log(p_student + eps)
+    return float(np.mean(np.sum(p_teacher * log_ratio, axis=1)))
 
 
 def distill(
@@ -143,8 +144,15 @@ def distill(
         import torch
 
         torch.set_num_threads(config.threads)
-    known = {r.text for r in data.train} | {r.text for r in data.val}
-    extra = [Review(r.text, None, r.source, r.domain) for r in unlabelled if r.text not in known]
+    # Unlabelled text already labelled here adds nothing; text of a test set must not leak.
+    held = [*data.train, *data.val, *(r for rows in data.test.values() for r in rows)]
+    known = {dedup_key(r.text) for r in held}
+    extra, seen = [], set()
+    for review in unlabelled:
+        key = dedup_key(review.text)
+        if key not in known and key not in seen:
+            seen.add(key)
+            extra.append(Review(review.text, None, review.source, review.domain))
     train_set = encode_reviews(encoder, [*data.train, *extra], data.labels)
     train_set.teacher_logits = teacher_logits(
         teacher_model, train_set, encoder.pad_id, out / TEACHER_LOGITS_FILE, progress

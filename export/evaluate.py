@@ -60,13 +60,15 @@ def _logits(
         classifier = Classifier.load(model, threads=threads)
         return list(classifier.labels), classifier.predict_logits(texts, batch_size=batch_size)
     if not (model / "config.json").exists():
-        raise InputError(f"{model}: neither a bundle ({MANIFEST_NAME}) nor a checkpoint (config.json)")
+        raise InputError(
+            f"{model}: neither a bundle ({MANIFEST_NAME}) nor a checkpoint (config.json)"
+        )
+    from transformers import AutoConfig
+
     from edgesent.tokenization import EncodingSettings
 
     from .finetune import encode_reviews, load_classifier, load_tokenizer, make_encoder
     from .training import predict_logits
-
-    from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(str(model))
     labels = [config.id2label[i] for i in range(config.num_labels)]

@@ -24,8 +24,8 @@ from .data import FormattedData, Review, class_weights, length_stats
 from .training import (
     IGNORE_LABEL,
     EncodedSet,
-    Trainer,
     TrainConfig,
+    Trainer,
     cross_entropy_loss,
     evaluate_logits,
     predict_logits,

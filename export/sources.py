@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,12 @@ from .data import (
 )
 
 DATA_ENV = "EDGESENT_DATA"
+LIMIT_SEED = 0
 _SOURCE_KEYS = {
     "path", "text", "label", "title", "domain", "stars", "label_map", "drop_labels", "where",
     "limit",
 }
+_TOP_KEYS = {"labels", "train", "test", "unlabelled"}
 
 
 @dataclass
@@ -56,10 +59,18 @@ class Source:
 
     def read(self, drops: DropCounts, require_labels: bool = True) -> list[Review]:
         rows = read_reviews(self.path, self.spec, drops=drops, require_labels=require_labels)
-        return rows[: self.limit] if self.limit else rows
+        if self.limit and len(rows) > self.limit:
+            # A seeded random sample: files are often grouped by domain or date.
+            keep = sorted(random.Random(LIMIT_SEED).sample(range(len(rows)), self.limit))
+            rows = [rows[i] for i in keep]
+        return rows
 
     def describe(self) -> dict[str, Any]:
-        return {"path": Path(self.path).name, "where": self.spec.where or None}
+        return {
+            "path": Path(self.path).name,
+            "where": self.spec.where or None,
+            "sample": self.limit,
+        }
 
 
 @dataclass
@@ -106,23 +117,39 @@ def data_dir(option: str | None) -> Path | None:
 
 def source_from_dict(entry: dict[str, Any], base: Path | None, where: str) -> Source:
     """A :class:`Source` from one entry of a sources file."""
+    if not isinstance(entry, dict):
+        raise InputError(f"{where}: expected an object with a 'path', got {entry!r}")
     unknown = set(entry) - _SOURCE_KEYS
     if unknown:
         raise InputError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(_SOURCE_KEYS)}")
     if "path" not in entry:
         raise InputError(f"{where}: every source needs a 'path'")
     path = Path(entry["path"])
-    if base is not None and not path.is_absolute() and not path.exists():
+    # The data directory first; a path that only exists from the working directory still works.
+    if base is not None and not path.is_absolute() and (
+        (base / path).exists() or not path.exists()
+    ):
         path = base / path
     stars = entry.get("stars")
     label_map = entry.get("label_map")
+    try:
+        if isinstance(stars, str):
+            stars = parse_star_rule(stars)
+        elif isinstance(stars, dict):  # JSON object keys are strings
+            stars = {int(star): str(label) for star, label in stars.items()}
+        if isinstance(label_map, str):
+            label_map = parse_label_map(label_map)
+        elif isinstance(label_map, dict):
+            label_map = {str(raw): str(label) for raw, label in label_map.items()}
+    except (InputError, ValueError) as exc:
+        raise InputError(f"{where}: {exc}") from None
     spec = ColumnSpec(
         text=entry.get("text", "text"),
         label=entry.get("label", "label"),
         title=entry.get("title"),
         domain=entry.get("domain"),
-        stars=parse_star_rule(stars) if isinstance(stars, str) else stars,
-        label_map=parse_label_map(label_map) if isinstance(label_map, str) else label_map,
+        stars=stars,
+        label_map=label_map,
         drop_labels=tuple(entry.get("drop_labels", ())),
         where={str(k): str(v) for k, v in entry.get("where", {}).items()},
     )
@@ -139,8 +166,17 @@ def load_sources(path: str | Path, data_dir: Path | None = None) -> Sources:
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     base = data_dir or path.parent
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: expected a JSON object with 'train', 'test', 'unlabelled'")
+    unknown = set(config) - _TOP_KEYS
+    if unknown:
+        raise InputError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(_TOP_KEYS)}")
     if not config.get("train"):
         raise InputError(f"{path}: needs a non-empty 'train' list")
+    for key, kind in (("train", list), ("unlabelled", list), ("test", dict)):
+        if not isinstance(config.get(key, kind()), kind):
+            noun = "a list" if kind is list else "an object of named sources"
+            raise InputError(f"{path}: '{key}' must be {noun}")
     train = [
         source_from_dict(e, base, f"{path}: train[{i}]") for i, e in enumerate(config["train"])
     ]
@@ -149,7 +185,9 @@ def load_sources(path: str | Path, data_dir: Path | None = None) -> Sources:
         for name, e in config.get("test", {}).items()
     }
     unlabelled = [
-        source_from_dict({"label": None, **e}, base, f"{path}: unlabelled[{i}]")
+        source_from_dict(
+            {"label": None, **e} if isinstance(e, dict) else e, base, f"{path}: unlabelled[{i}]"
+        )
         for i, e in enumerate(config.get("unlabelled", []))
     ]
     return Sources(train, test, unlabelled, config.get("labels"))

@@ -385,7 +385,7 @@ class Trainer:
             try:
                 loss = self._accumulate(indices)
                 break
-            except Exception as exc:  # noqa: BLE001 - only OOM is handled, others re-raise
+            except Exception as exc:
                 if not is_out_of_memory(exc) or len(indices) // self.state.accumulation <= 1:
                     raise
                 self.optimizer.zero_grad(set_to_none=True)

@@ -96,8 +96,17 @@ def build_graph(tokenizer_path: Path, n_logits: int = 2, *, static_width: bool =
         helper.make_node("Max", ["count", "eps"], ["count_safe"]),
         helper.make_node("Div", ["summed", "count_safe"], ["pooled"]),
         helper.make_node("MatMul", ["pooled", "weight"], ["projected"]),
-        helper.make_node("Add", ["projected", "bias"], ["logits"]),
+        helper.make_node("Add", ["projected", "bias"], ["logits" if static_width else "raw"]),
     ]
+    if not static_width:  # reshape to (batch, -1): ONNX Runtime cannot infer the width
+        inits += [numpy_helper.from_array(np.array([v], dtype=np.int64), name)
+                  for name, v in (("zero", 0), ("one", 1), ("minus_one", -1))]
+        nodes += [
+            helper.make_node("Shape", ["input_ids"], ["ids_shape"]),
+            helper.make_node("Slice", ["ids_shape", "zero", "one"], ["batch_dim"]),
+            helper.make_node("Concat", ["batch_dim", "minus_one"], ["target"], axis=0),
+            helper.make_node("Reshape", ["raw", "target"], ["logits"]),
+        ]
     width = n_logits if static_width else "n_labels"
     graph = helper.make_graph(
         nodes, "tiny_sentiment",

@@ -123,8 +123,24 @@ def test_write_checks_width_against_labels(tokenizer_file: Path, tmp_path: Path,
 def test_write_probes_dynamic_width(make_bundle: Callable[..., Path]) -> None:
     path = make_bundle(labels=LABELS3, static_width=False)
     assert load_bundle(path).labels == list(LABELS3)
+    _, session, _ = open_bundle(path)
+    assert session.get_outputs()[0].shape[1] == "n_labels"  # the probe, not the shape, told
     with pytest.raises(BundleError, match="outputs 3 logits"):
         make_bundle(labels=("negative", "positive"), n_logits=3, static_width=False)
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"labels": ["a", "a"]}, '"labels" has duplicates'),
+    ({"temperature": 0.0}, '"temperature" must be a positive number'),
+])
+def test_write_validates_the_manifest(tiny_bundle: Path, tmp_path: Path, change: dict,
+                                      problem: str) -> None:
+    kwargs = dict(model_file=tiny_bundle / "model.onnx", labels=["negative", "positive"],
+                  tokenizer_file=tiny_bundle / "tokenizer.json", encoding=TINY_ENCODING)
+    with pytest.raises(BundleError) as info:
+        write_bundle(tmp_path / "b", **{**kwargs, **change})
+    assert str(info.value).startswith(f"bundle {tmp_path / 'b'}: edgesent.json: {problem}")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_write_rejects_missing_source(tiny_bundle: Path, tmp_path: Path) -> None:

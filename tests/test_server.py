@@ -105,11 +105,20 @@ def serve(bundle: Path, log: Path, *args: str) -> Iterator[tuple[int, subprocess
 
 
 @pytest.fixture(scope="module")
-def server(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def served(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[tuple[int, subprocess.Popen, Path]]:
+    """One `edgesent serve` for the module; the SIGTERM test, last, stops it."""
     log = tmp_path_factory.mktemp("serve") / "server.log"
     with serve(tiny_bundle, log, "--max-batch", "8", "--max-wait-ms", "5",
-               *[f"--{k.replace('_', '-')}={v}" for k, v in LIMITS.items()]) as (port, _):
-        yield port
+               *[f"--{k.replace('_', '-')}={v}" for k, v in LIMITS.items()]) as (port, proc):
+        yield port, proc, log
+
+
+@pytest.fixture
+def server(served: tuple[int, subprocess.Popen, Path]) -> int:
+    port, proc, log = served
+    assert proc.poll() is None, f"the module's server has exited:\n{log.read_text()}"
+    return port
 
 
 def expected(classifier, text: str) -> dict[str, Any]:
@@ -295,31 +304,6 @@ def test_metrics_count_requests_errors_and_batches(server):
     assert after["edgesent_queue_texts"] == 0
 
 
-def test_sigterm_lets_the_request_in_flight_finish(tiny_bundle, tmp_path, tiny_classifier):
-    # A long batching wait keeps the request in flight while the signal arrives.
-    log = tmp_path / "server.log"
-    with serve(tiny_bundle, log, "--max-batch", "32", "--max-wait-ms", "3000") as (port, proc):
-        answer: dict[str, Any] = {}
-        done = threading.Event()
-
-        def slow_client() -> None:
-            status, _, body = request(port, "POST", "/v1/classify", {"text": REVIEWS[0]})
-            answer.update(status=status, body=json.loads(body))
-            done.set()
-
-        thread = threading.Thread(target=slow_client)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while metrics(port)["edgesent_queue_texts"] < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not done.is_set(), "the request finished before the signal could be sent"
-        proc.send_signal(signal.SIGTERM)
-        thread.join(timeout=30)
-        assert proc.wait(timeout=30) == 0, log.read_text()
-    assert answer["status"] == 200
-    assert_same(answer["body"], expected(tiny_classifier, REVIEWS[0]))
-
-
 class Exploding:
     """The real classifier, except that any model call holding "explode" fails."""
 
@@ -333,52 +317,65 @@ class Exploding:
 
 
 @contextmanager
-def in_process(classifier: Any, settings: ServeSettings, *, ready: bool = True):
-    from fastapi.testclient import TestClient
+def in_process(classifier: Any, settings: ServeSettings, *, ready: bool = True
+               ) -> Iterator[int]:
+    """``create_app`` served by uvicorn in a thread of this process; yields the port."""
+    import uvicorn
 
-    with TestClient(create_app(classifier, settings)) as client:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(classifier, settings), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
         deadline = time.monotonic() + 30
-        while ready and client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, client.get("/readyz").json()
+        while not server.started or (ready and get_json(port, "/readyz")[0] != 200):
+            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
             time.sleep(0.01)
-        yield client
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def post(port: int, payload: Any) -> tuple[int, Any]:
+    status, _, data = request(port, "POST", "/v1/classify", payload)
+    return status, json.loads(data)
 
 
 def test_batching_off_gives_the_same_answers(tiny_classifier):
-    with in_process(tiny_classifier, ServeSettings(max_batch=1, max_wait_ms=0)) as client:
-        results = client.post("/v1/classify", json={"texts": REVIEWS}).json()["results"]
-        single = client.post("/v1/classify", json={"text": REVIEWS[1]}).json()
-        text = client.get("/metrics").text
+    with in_process(tiny_classifier, ServeSettings(max_batch=1, max_wait_ms=0)) as port:
+        results = post(port, {"texts": REVIEWS})[1]["results"]
+        single = post(port, {"text": REVIEWS[1]})[1]
+        samples = metrics(port)
     for got, review in zip(results, REVIEWS, strict=True):
         assert_same(got, expected(tiny_classifier, review))
     assert_same(single, expected(tiny_classifier, REVIEWS[1]))
-    samples = parse_metrics(text)  # off: each request is one model call of its own texts
+    # Off: each request is one model call with its own texts.
     assert (samples["edgesent_batch_size_count"], samples["edgesent_batch_size_sum"]) == (2, 9)
 
 
 def test_a_model_failure_is_a_500_for_that_request_only(tiny_classifier):
-    with in_process(Exploding(tiny_classifier), ServeSettings()) as client:
-        failed = client.post("/v1/classify", json={"texts": ["fine", "explode now"]})
-        after = client.post("/v1/classify", json={"text": REVIEWS[0]})
-        samples = parse_metrics(client.get("/metrics").text)
-    assert failed.status_code == 500
-    assert failed.json() == {"error": {"code": "model_error",
-                                       "message": "the model failed: RuntimeError"}}
-    assert after.status_code == 200
-    assert_same(after.json(), expected(tiny_classifier, REVIEWS[0]))
+    with in_process(Exploding(tiny_classifier), ServeSettings()) as port:
+        failed = post(port, {"texts": ["fine", "explode now"]})
+        after = post(port, {"text": REVIEWS[0]})
+        samples = metrics(port)
+    assert failed == (500, {"error": {"code": "model_error",
+                                      "message": "the model failed: RuntimeError"}})
+    assert after[0] == 200
+    assert_same(after[1], expected(tiny_classifier, REVIEWS[0]))
     assert samples['edgesent_errors_total{code="model_error"}'] == 1
 
 
 def test_readiness_reports_a_failed_warm_up(tiny_classifier):
     with in_process(Exploding(tiny_classifier, always=True), ServeSettings(),
-                    ready=False) as client:
+                    ready=False) as port:
         deadline = time.monotonic() + 30
-        while (ready := client.get("/readyz")).json()["status"] == "starting":
+        while (ready := get_json(port, "/readyz"))[1]["status"] == "starting":
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        assert ready.status_code == 503
-        assert ready.json() == {"status": "failed", "detail": "RuntimeError: kaboom"}
-        assert client.get("/healthz").status_code == 200
+        assert ready == (503, {"status": "failed", "detail": "RuntimeError: kaboom"})
+        assert get_json(port, "/healthz") == (200, {"status": "ok"})
 
 
 def test_serve_is_wired_into_the_cli_and_imports_nothing_heavy():
@@ -410,3 +407,39 @@ def test_serve_user_errors_are_one_line(tiny_bundle, tmp_path, monkeypatch):
     no_extra = runner.invoke(edgesent_main, ["serve", "--model", str(tiny_bundle)])
     assert no_extra.exit_code == 1
     assert 'pip install "edgesent[serve]"' in no_extra.output
+
+
+def test_sigterm_drains_the_request_in_flight_then_exits_0(served, tiny_classifier):
+    """Runs last: it stops the module's server.
+
+    The client sends the headers and half of a chunked body; the server gets SIGTERM and
+    stops accepting connections; then the client sends the rest. The server must still
+    answer it (through the micro-batcher) before it exits, with status 0.
+    """
+    port, proc, log = served
+    body = json.dumps({"text": REVIEWS[3]}).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: test\r\n"
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + b"%x\r\n%s\r\n" % (10, body[:10]))
+        deadline = time.monotonic() + 30  # wait until the app is handling it
+        while metrics(port)["edgesent_requests_in_flight"] < 2:
+            assert time.monotonic() < deadline, "the request never reached the app"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        while True:  # shutdown has begun once the listening socket is closed
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            except ConnectionRefusedError:
+                break
+            assert time.monotonic() < deadline, "the server kept accepting connections"
+            time.sleep(0.02)
+        assert proc.poll() is None, "the server exited with a request in flight"
+        rest = body[10:]
+        sock.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(rest), rest))
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        status, answer = response.status, json.loads(response.read())
+    assert status == 200
+    assert_same(answer, expected(tiny_classifier, REVIEWS[3]))
+    assert proc.wait(timeout=30) == 0, log.read_text()

@@ -1,0 +1,214 @@
+"""One benchmark run, phase by phase: data, systems, estimate, accuracy and timing,
+cold start and sizes, report.
+
+>>> results = run(RunConfig.for_mode(quick=True, build_dir=Path("runs/build")))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import RESULT_SCHEMA
+from benchmarks.coldstart import imported_modules, measure_cold_starts
+from benchmarks.config import BATCH_SIZE, REFERENCE, RunConfig
+from benchmarks.estimate import estimate, log_estimate
+from benchmarks.measure import environment, files_size, load_average, machine_info
+from benchmarks.report import write_all
+from benchmarks.systems import SystemSpec, prepare_systems
+from benchmarks.timing import EvalJob, run_workers
+from benchmarks.workload import EvalData, eval_groups, length_texts, load_eval_data, rss_texts
+
+logger = logging.getLogger(__name__)
+
+
+def default_work_dir(cfg: RunConfig) -> Path:
+    """``BUILD_DIR/bench`` beside the build, else ``runs/bench-work``."""
+    if cfg.build_dir is not None:
+        return Path(cfg.build_dir) / "bench"
+    return Path("runs") / "bench-work"
+
+
+def timing_tokenizer(specs: list[SystemSpec]) -> Path:
+    """The tokenizer that counts tokens for the timing texts: the teacher's (the WordPiece
+    vocabulary most systems share), else any system's."""
+    preference = ["teacher-int8", "teacher-pytorch", "distilbert-ref", "teacher-optimum",
+                  "edgesent", "student-fp32"]
+    by_name = {s.name: s for s in specs}
+    for name in preference:
+        spec = by_name.get(name)
+        if spec is None or spec.tokenizer is None:
+            continue
+        path = Path(spec.tokenizer)
+        path = path / "tokenizer.json" if path.is_dir() else path
+        if path.is_file():
+            return path
+    from benchmarks.prepare import minilm_dir
+
+    fallback = minilm_dir()
+    if fallback is None:
+        raise RuntimeError("no tokenizer to build timing texts with: give --bundle or --build-dir")
+    return fallback / "tokenizer.json"
+
+
+def eval_rows(cfg: RunConfig, data: EvalData | None, spec: SystemSpec
+              ) -> dict[str, list[int]]:
+    if data is None:
+        return {}
+    cap = cfg.eval_cap(spec.name)
+    return {name: test.rows(cap, cfg.seed) for name, test in data.tests.items()}
+
+
+def eval_jobs(cfg: RunConfig, data: EvalData | None, specs: list[SystemSpec],
+              lengths: dict[int, list[str]], work: Path) -> tuple[dict[str, EvalJob],
+                                                                  dict[str, dict[str, list[int]]]]:
+    """Texts each system classifies: its test rows, topped up to ``--rss-reviews`` for
+    uncapped systems so that the peak RSS comes from that many reviews."""
+    jobs, rows_of = {}, {}
+    n_sets = len(data.tests) if data else 1
+    for spec in specs:
+        rows = eval_rows(cfg, data, spec)
+        texts = [data.tests[name].texts[i] for name, idx in rows.items() for i in idx] \
+            if data else []
+        cap = cfg.eval_cap(spec.name)
+        target = cfg.rss_reviews if cap is None else min(cfg.rss_reviews, cap * n_sets)
+        if len(texts) < target:
+            extra = rss_texts(data, lengths, target)
+            texts += extra[len(texts):target]
+        path = work / "eval" / f"{spec.name}.texts.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(texts), "utf-8")
+        jobs[spec.name] = EvalJob(path, work / "eval" / f"{spec.name}.labels.json", len(texts))
+        rows_of[spec.name] = rows
+    return jobs, rows_of
+
+
+def accuracy(data: EvalData, rows: dict[str, list[int]], predicted: list[str],
+             restrict: dict[str, set[int]] | None = None) -> dict[str, dict[str, Any]]:
+    """Accuracy and macro-F1 per reported group (``restrict``: only those test rows)."""
+    from edgesent.metrics import classification_report
+
+    out: dict[str, dict[str, Any]] = {}
+    offset = 0
+    labels = data.labels
+    for name, idx in rows.items():
+        test = data.tests[name]
+        preds = predicted[offset:offset + len(idx)]
+        offset += len(idx)
+        keep = [k for k, i in enumerate(idx) if restrict is None or i in restrict[name]]
+        idx = [idx[k] for k in keep]
+        preds = [preds[k] for k in keep]
+        truth = [labels.index(test.labels[i]) for i in idx]
+        guess = [labels.index(p) if p in labels else (t + 1) % len(labels)
+                 for p, t in zip(preds, truth, strict=True)]
+        for group, positions in eval_groups(test, idx).items():
+            if not positions:
+                continue
+            report = classification_report([truth[k] for k in positions],
+                                           [guess[k] for k in positions], labels)
+            out[group] = {"n": report["n"], "accuracy": report["accuracy"],
+                          "macro_f1": report["macro_f1"]}
+    return out
+
+
+def subset_accuracy(cfg: RunConfig, data: EvalData, specs: list[SystemSpec],
+                    rows_of: dict[str, dict[str, list[int]]], preds: dict[str, list[str]]
+                    ) -> dict[str, Any]:
+    """Every system's accuracy on the rows the capped (slow) systems saw."""
+    caps = {cfg.eval_cap(s.name) for s in specs if s.accuracy and s.name in preds}
+    if len(caps) <= 1:
+        return {}
+    smallest = min(c for c in caps if c is not None)
+    restrict = {name: set(test.rows(smallest, cfg.seed)) for name, test in data.tests.items()}
+    systems = {}
+    for spec in specs:
+        if spec.accuracy and spec.name in preds:
+            acc = accuracy(data, rows_of[spec.name], preds[spec.name], restrict)
+            systems[spec.name] = {g: v["accuracy"] for g, v in acc.items() if g.count(":") == 0
+                                  or g.endswith(":products")}
+    groups = sorted({g for accs in systems.values() for g in accs})
+    return {"rows_per_set": smallest, "groups": groups, "systems": systems}
+
+
+def run(cfg: RunConfig) -> dict[str, Any]:
+    """Run every phase and write the report; returns the results dict."""
+    cfg.validate()
+    started = time.perf_counter()
+    work = Path(cfg.work_dir) if cfg.work_dir else default_work_dir(cfg)
+    work.mkdir(parents=True, exist_ok=True)
+    logs = work / "logs"
+    logs.mkdir(exist_ok=True)
+    logger.info("%s run: systems %s, threads %s; work dir %s", "quick" if cfg.quick else "full",
+                ", ".join(cfg.systems), cfg.threads, work)
+    machine = machine_info(cfg.threads)
+    data, data_note = load_eval_data(cfg.data_dir, cfg.sources, cfg.seed)
+    if data_note:
+        logger.warning(data_note)
+    logger.info("preparing systems (exports, int8 teacher, reference model; cached in %s)", work)
+    specs, skipped, facts = prepare_systems(cfg, data, work)
+    if not specs:
+        raise RuntimeError("no system could be prepared: " + "; ".join(
+            f"{k}: {v}" for k, v in skipped.items()))
+    lengths = length_texts(timing_tokenizer(specs), data, cfg.lengths, variants=BATCH_SIZE,
+                           seed=cfg.seed)
+    batch = lengths[cfg.typical_length][:BATCH_SIZE]
+    jobs, rows_of = eval_jobs(cfg, data, specs, lengths, work)
+    sizes = {s.name: (jobs[s.name].n, _mean_tokens(jobs[s.name].texts, s.max_length))
+             for s in specs}
+    est = estimate(cfg, specs, sizes)
+    log_estimate(est, cfg, time.perf_counter() - started)
+
+    spec_files = {s.name: s.write(work / f"spec-{s.name}.json") for s in specs}
+    measured = run_workers(cfg, spec_files, jobs, lengths, batch, logs)
+    logger.info("measuring cold starts (%d runs each, %d warm-up)", cfg.cold_runs,
+                cfg.cold_warmup)
+    cold = measure_cold_starts(specs, work / "coldstart", cfg.cold_runs, cfg.cold_warmup)
+
+    systems: dict[str, Any] = {}
+    preds: dict[str, list[str]] = {}
+    for spec in specs:
+        m = measured[spec.name]
+        entry: dict[str, Any] = {"title": spec.title, "kind": spec.kind, "notes": spec.notes,
+                                 "spec": spec.as_dict(), "has_accuracy": spec.accuracy,
+                                 "eval_cap": cfg.eval_cap(spec.name) if data else None,
+                                 "timing": m["timing"], "tokens": m["tokens"],
+                                 "load_seconds": m["load_seconds"], "eval": m.get("eval"),
+                                 "cold_start": cold.get(spec.name), "errors": m["errors"]}
+        if m.get("eval") and data is not None and spec.accuracy:
+            preds[spec.name] = json.loads(jobs[spec.name].out.read_text("utf-8"))
+            entry["accuracy"] = accuracy(data, rows_of[spec.name], preds[spec.name])
+        try:
+            env = environment(imported_modules(spec, work / "coldstart"))
+        except Exception as exc:
+            logger.error("sizing the environment of %s failed: %s", spec.name, exc)
+            env = {"bytes": None, "distributions": {}, "error": str(exc)}
+        entry["size"] = {"model_bytes": files_size(spec.model_files),
+                         "model_files": spec.model_files, "environment_bytes": env["bytes"],
+                         "distributions": env["distributions"]}
+        systems[spec.name] = entry
+    results = {
+        "schema": RESULT_SCHEMA, "mode": "quick" if cfg.quick else "full",
+        "config": {**cfg.as_dict(), "typical_length": cfg.typical_length},
+        "machine": machine, "reference": REFERENCE, "estimate_s": est, "facts": facts,
+        "data": data.summary if data else None, "data_note": data_note,
+        "systems": systems, "skipped": skipped,
+        "subset_accuracy": subset_accuracy(cfg, data, specs, rows_of, preds) if data else {},
+        "load_average_end": load_average(),
+        "duration_s": time.perf_counter() - started,
+    }
+    write_all(results, Path(cfg.out_dir))
+    logger.info("done in %.1f min (estimated %.1f)", results["duration_s"] / 60,
+                est["total_s"] / 60)
+    return results
+
+
+def _mean_tokens(texts_file: Path, max_length: int) -> float:
+    """Rough mean token count of the evaluation texts (1.3 tokens per word, capped)."""
+    texts = json.loads(texts_file.read_text("utf-8"))
+    if not texts:
+        return 0.0
+    return sum(min(max_length, math.ceil(1.3 * len(t.split())) + 2) for t in texts) / len(texts)
