@@ -124,8 +124,7 @@ def run_build(plan: BuildPlan) -> dict[str, Any]:
             corpus = [r.text for r in data.train] + [r.text for r in data.val]
             corpus += [r.text for r in plan.sources.read_unlabelled()]
             shrink = shrink_vocabulary(student_best, corpus, small, min_count=plan.vocab_min_count)
-            vocab_info = shrink.as_dict() if hasattr(shrink, "as_dict") else vars(shrink)
-            vocab_info = json.loads(json.dumps(vocab_info, default=str))
+            vocab_info = shrink.to_dict()
             (small / "vocab_shrink.json").write_text(json.dumps(vocab_info, indent=2))
             timings["vocabulary"] = time.perf_counter() - t0
         model_for_bundle = small

@@ -138,10 +138,11 @@ def clean_text(text: str) -> str:
     text = _TAG.sub(" ", text)
     # Control characters and line/paragraph separators separate words; format characters
     # (soft hyphen, zero-width space, BOM) sit inside words, and tokenizers drop them.
-    text = "".join(
-        "" if category == "Cf" else " " if category in ("Cc", "Zl", "Zp") else ch
-        for ch, category in ((ch, unicodedata.category(ch)) for ch in text)
-    )
+    if not text.isprintable():  # the per-character pass only where it can matter
+        text = "".join(
+            "" if category == "Cf" else " " if category in ("Cc", "Zl", "Zp") else ch
+            for ch, category in ((ch, unicodedata.category(ch)) for ch in text)
+        )
     return _SPACE.sub(" ", text).strip()
 
 

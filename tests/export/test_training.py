@@ -135,21 +135,21 @@ def test_is_out_of_memory() -> None:
 def test_resume_after_a_kill_matches_an_uninterrupted_run(
     tiny_distilbert_dir: Path, encoded: SimpleNamespace, tmp_path: Path
 ) -> None:
-    config = tiny_config(epochs=3, eval_every=4, learning_rate=3e-3, warmup_ratio=0.1)
+    config = tiny_config(epochs=4, batch_size=8, eval_every=10, warmup_ratio=0.1)
     whole = _trainer(load_model(tiny_distilbert_dir), encoded, tmp_path / "whole", config)
     whole_state = whole.train()
-    assert whole_state.finished and whole_state.global_step == 24
-    assert [h["step"] for h in whole_state.history] == [4, 8, 12, 16, 20, 24]
+    assert whole_state.finished and whole_state.global_step == 60
+    assert [h["step"] for h in whole_state.history] == [10, 20, 30, 40, 50, 60]
     whole_logits = predict_logits(whole.model, encoded.val, encoded.encoder.pad_id)
     assert evaluate_logits(whole_logits, encoded.val.labels, LABELS)["accuracy"] > 0.85
 
     out = tmp_path / "killed"
-    killed_config = tiny_config(**{**vars(config), "stop_after_steps": 10})
+    killed_config = tiny_config(**{**vars(config), "stop_after_steps": 23})
     first = _trainer(load_model(tiny_distilbert_dir), encoded, out, killed_config)
     first_state = first.train()
-    assert not first_state.finished and first_state.global_step == 10
+    assert not first_state.finished and first_state.global_step == 23
     saved = json.loads((out / "checkpoint" / STATE_FILE).read_text("utf-8"))
-    assert (saved["global_step"], saved["epoch"], saved["batch_in_epoch"]) == (10, 1, 2)
+    assert (saved["global_step"], saved["epoch"], saved["batch_in_epoch"]) == (23, 1, 8)
     # a crash between the two renames of a checkpoint save leaves this behind
     (out / "checkpoint.old").mkdir()
     (out / "checkpoint.old" / "model.safetensors").write_bytes(b"stale")
@@ -157,7 +157,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(
     torch.manual_seed(12345)  # whatever the process did before must not matter
     resumed = _trainer(load_model(tiny_distilbert_dir), encoded, out, config)
     state = resumed.train(resume=True)
-    assert state.finished and state.global_step == 24
+    assert state.finished and state.global_step == 60
     assert not (out / "checkpoint.old").exists()
 
     assert _max_difference(_weights(resumed.model), _weights(whole.model)) < 1e-6
@@ -173,7 +173,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(
 
     # resuming a finished run does nothing
     again = _trainer(load_model(tiny_distilbert_dir), encoded, out, config)
-    assert again.train(resume=True).global_step == 24
+    assert again.train(resume=True).global_step == 60
 
 
 def test_early_stopping_keeps_the_best_checkpoint(
