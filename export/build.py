@@ -175,7 +175,7 @@ def _package(
         "base_model": plan.base_model,
         "teacher": {
             "path": str(teacher_dir),
-            "architecture": teacher_result.get("architecture"),
+            "architecture": _architecture(teacher_dir),
             "test": {k: v.get("accuracy") for k, v in teacher_result.get("test", {}).items()},
         },
         "student": {
@@ -186,10 +186,11 @@ def _package(
             "sources": plan.sources.describe(),
             "rows": data.summary.get("rows"),
             "rows_dropped": data.summary.get("rows_dropped"),
-            "licences": plan.licences,
         },
+        "licences": plan.licences,
         "vocabulary": vocab_info,
         "encoding": vars(plan.encoding),
+        "test_set": first,
         "command": " ".join(shlex.quote(a) for a in ["edgesent", *sys.argv[1:]]),
     }
     result = package_model(
@@ -215,6 +216,12 @@ def _package(
         progress=plan.progress,
     )
     return result.metrics
+
+
+def _architecture(model_dir: Path) -> dict[str, Any]:
+    config = json.loads((model_dir / "config.json").read_text())
+    keys = ("model_type", "num_hidden_layers", "n_layers", "hidden_size", "dim", "vocab_size")
+    return {k: config[k] for k in keys if k in config}
 
 
 def _read_result(stage_dir: Path) -> dict[str, Any]:

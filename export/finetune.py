@@ -144,6 +144,9 @@ def finetune(
     weights = class_weights(data.train, data.labels) if weighting == "auto" else None
     if weights:
         logger.info("class weights: %s", dict(zip(data.labels, weights, strict=True)))
+    import torch
+
+    torch.manual_seed(config.seed)  # a new classification head starts the same for a seed
     classifier = load_classifier(model, data.labels)
     trainer = Trainer(
         classifier,

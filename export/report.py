@@ -99,10 +99,8 @@ def measure_latency(
 
 def find_fp32_onnx(work_dir: Path) -> Path | None:
     """The student's fp32 export inside a build's work directory, if it is there."""
-    candidates = [p for p in work_dir.rglob("model.onnx") if "fp32" in str(p.relative_to(work_dir))]
-    if not candidates:
-        candidates = [p for p in work_dir.rglob("*.onnx") if "int8" not in str(p)]
-    return min(candidates, key=lambda p: len(str(p))) if candidates else None
+    path = work_dir / "onnx-fp32" / "model.onnx"
+    return path if path.exists() else None
 
 
 def build_table(summary: dict[str, Any], threads: int = 1) -> str:
@@ -113,7 +111,6 @@ def build_table(summary: dict[str, Any], threads: int = 1) -> str:
     fp32 = find_fp32_onnx(out_dir / "work")
     latency = measure_latency(teacher_dir, fp32, bundle_dir, threads=threads)
     manifest = json.loads((bundle_dir / "edgesent.json").read_text())
-    metrics = manifest.get("metrics", {})
     teacher_result = json.loads((teacher_dir.parent / "result.json").read_text()) if (
         teacher_dir.parent / "result.json"
     ).exists() else {}
@@ -121,9 +118,9 @@ def build_table(summary: dict[str, Any], threads: int = 1) -> str:
         ("teacher (PyTorch fp32)", dir_size(teacher_dir / "model.safetensors"),
          _accuracies(teacher_result.get("test", {})), latency.get("teacher (PyTorch fp32)")),
         ("student fp32 (ONNX)", dir_size(fp32) if fp32 else None,
-         _accuracies(_variant(metrics, "fp32_onnx")), latency.get("student fp32 (ONNX)")),
+         _accuracies(_variant(manifest, "onnx_fp32")), latency.get("student fp32 (ONNX)")),
         ("student int8 (bundle)", dir_size(bundle_dir),
-         _accuracies(_variant(metrics, "int8")), latency.get("student int8 (bundle)")),
+         _accuracies(_variant(manifest, "onnx_int8")), latency.get("student int8 (bundle)")),
     ]
     sets = sorted({name for _, _, acc, _ in rows for name in acc})
     header = ["model", "size (MB)", *[f"accuracy {s}" for s in sets],
@@ -137,12 +134,16 @@ def build_table(summary: dict[str, Any], threads: int = 1) -> str:
     return "\n".join(lines)
 
 
-def _variant(metrics: dict[str, Any], key: str) -> dict[str, Any]:
-    """Per-test-set metrics of one model variant, whatever the nesting of the manifest."""
+def _variant(manifest: dict[str, Any], key: str) -> dict[str, Any]:
+    """Per-test-set metrics of one model variant (``onnx_fp32``, ``onnx_int8``)."""
+    metrics = manifest.get("metrics", {})
+    first = manifest.get("provenance", {}).get("test_set", "test")
     found: dict[str, Any] = {}
-    for set_name, value in metrics.get("test_sets", metrics).items():
-        if isinstance(value, dict) and isinstance(value.get(key), dict):
-            found[set_name] = value[key]
+    if isinstance(metrics.get("test", {}).get(key), dict):
+        found[first] = metrics["test"][key]
+    for name, value in metrics.get("extra_test_sets", {}).items():
+        if isinstance(value.get(key), dict):
+            found[name] = value[key]
     return found
 
 

@@ -74,6 +74,7 @@ class TrainState:
     best_step: int = -1
     bad_evals: int = 0
     accumulation: int = 1
+    running_loss: float | None = None  # smoothed training loss, kept so a resume continues it
     finished: bool = False
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -281,6 +282,8 @@ class Trainer:
         )
         (tmp / STATE_FILE).write_text(json.dumps(asdict(self.state), indent=1), encoding="utf-8")
         old = self.out_dir / "checkpoint.old"
+        if old.exists():  # left by a kill between the renames below
+            _rmtree(old)
         if self.checkpoint_dir.exists():
             self.checkpoint_dir.rename(old)
         tmp.rename(self.checkpoint_dir)
@@ -325,7 +328,6 @@ class Trainer:
             return self.state
         lengths = [len(s) for s in self.train_set.ids]
         bar = self._progress_bar()
-        running = None
         self.model.train()
         while not self.state.finished:
             batches = length_grouped_batches(
@@ -334,7 +336,9 @@ class Trainer:
             while self.state.batch_in_epoch < len(batches):
                 indices = batches[self.state.batch_in_epoch]
                 loss = self._step(indices)
+                running = self.state.running_loss
                 running = loss if running is None else 0.98 * running + 0.02 * loss
+                self.state.running_loss = running
                 self.state.batch_in_epoch += 1
                 self.state.global_step += 1
                 if bar is not None:

@@ -241,6 +241,17 @@ def test_graph_without_logits_output(bundle_copy: Path, replace_file: Callable[.
         load_bundle(bundle_copy)
 
 
+def test_graph_with_inputs_edgesent_cannot_feed(
+        bundle_copy: Path, replace_file: Callable[..., None],
+        make_graph: Callable[..., onnx.ModelProto]) -> None:
+    graph = make_graph(2)
+    graph.graph.input.append(onnx.helper.make_tensor_value_info(
+        "pixel_values", onnx.TensorProto.FLOAT, ["batch", 3]))
+    replace_file(bundle_copy, "model.onnx", graph.SerializeToString(), fix_checksum=True)
+    with pytest.raises(BundleError, match=r"inputs edgesent cannot feed: \['pixel_values'\]"):
+        load_bundle(bundle_copy)
+
+
 def test_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="no such directory"):
         load_bundle(tmp_path / "absent")

@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 import edgesent.models
-from edgesent import BundleError, Classifier, Prediction
+from edgesent import BundleError, Classifier, Prediction, write_bundle
 from edgesent.classifier import default_threads, softmax
 from edgesent.tokenization import EncodingSettings
 
@@ -201,3 +201,19 @@ def test_thread_safety(tiny_bundle: Path) -> None:
     for worker in workers:
         worker.join()
     assert failures == []
+
+
+def test_bert_style_graph_gets_zero_token_type_ids(tiny_bundle: Path, tmp_path: Path,
+                                                    make_graph: Callable[..., onnx.ModelProto],
+                                                    tiny_classifier: Classifier) -> None:
+    graph = make_graph(2)
+    graph.graph.input.append(onnx.helper.make_tensor_value_info(
+        "token_type_ids", onnx.TensorProto.INT64, ["batch", "seq"]))
+    onnx.save(graph, str(tmp_path / "bert.onnx"))
+    bundle = write_bundle(tmp_path / "bundle", model_file=tmp_path / "bert.onnx",
+                          tokenizer_file=tiny_bundle / "tokenizer.json",
+                          labels=["negative", "positive"], encoding=tiny_classifier.bundle.encoding)
+    assert bundle.manifest.model["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    clf = Classifier.load(bundle.path, threads=1)
+    np.testing.assert_allclose(clf.predict_logits(REVIEWS), tiny_classifier.predict_logits(REVIEWS),
+                               rtol=1e-6)

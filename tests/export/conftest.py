@@ -255,6 +255,17 @@ def trained_tiny_distilbert_dir(
 
 
 @pytest.fixture(scope="session")
+def trained_tiny_onnx(tmp_path_factory: pytest.TempPathFactory, trained_tiny_distilbert_dir: Path
+                      ) -> Path:
+    """``model.onnx`` exported by Optimum from ``trained_tiny_distilbert_dir`` (fp32)."""
+    pytest.importorskip("optimum.exporters.onnx", reason=EXPORT_EXTRA)
+    from edgesent_export.onnx_export import export_onnx
+
+    return export_onnx(trained_tiny_distilbert_dir, tmp_path_factory.mktemp("tiny_onnx"),
+                       validate=False)
+
+
+@pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer_dir: Path) -> Path:
     """Randomly initialised BertForSequenceClassification (hidden 32, 4 layers, 2 heads,
     intermediate 64, 128 positions, labels negative/positive) saved with the tokenizer."""
