@@ -40,10 +40,8 @@ class TfidfModel:
     def predict(self, texts: Sequence[str]) -> list[str]:
         features = self.vectorizer.transform(list(texts))
         scores = np.asarray(features @ self.coef.T) + self.intercept
-        if scores.shape[1] == 1:  # binary logistic regression: one score for classes[1]
-            picks = (scores[:, 0] > 0).astype(int)
-        else:
-            picks = scores.argmax(axis=1)
+        # Binary logistic regression keeps one score column, for classes[1].
+        picks = (scores[:, 0] > 0).astype(int) if scores.shape[1] == 1 else scores.argmax(axis=1)
         return [self.classes[int(k)] for k in picks]
 
 

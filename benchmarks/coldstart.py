@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,8 @@ from optimum.onnxruntime import ORTModelForSequenceClassification, pipeline
 from transformers import AutoTokenizer
 
 model = ORTModelForSequenceClassification.from_pretrained(MODEL)
-classify = pipeline("text-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(MODEL))
+tokenizer = AutoTokenizer.from_pretrained(MODEL)
+classify = pipeline("text-classification", model=model, tokenizer=tokenizer)
 print(classify(sys.argv[1], truncation=True, max_length=MAX_LENGTH)[0]["label"], flush=True)
 """,
     "tfidf": """
@@ -187,16 +189,26 @@ def measure_cold_starts(specs: list[SystemSpec], script_dir: Path, runs: int, wa
     return out
 
 
+@lru_cache(maxsize=1)
+def startup_modules() -> frozenset[str]:
+    """Modules every interpreter of this environment loads before running a script
+    (site hooks such as setuptools' ``_distutils_hack``)."""
+    code = "import json, sys; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=_env(), check=True, timeout=120)
+    return frozenset(json.loads(done.stdout))
+
+
 def imported_modules(spec: SystemSpec, script_dir: Path) -> list[str]:
     """Modules loaded by the system's cold-start script after one prediction (listed by
     the cold-start runs; run once here when they did not, as for the edgesent command)."""
     listing = script_dir / f"modules_{spec.name}.json"
     if listing.is_file():
-        return list(json.loads(listing.read_text("utf-8")))
+        return sorted(set(json.loads(listing.read_text("utf-8"))) - startup_modules())
     script = script_dir / f"coldstart_{spec.name}.py"
     if not script.exists():
         write_script(spec, script_dir)
     subprocess.run([sys.executable, str(script), COLD_START_TEXT], check=True, cwd=PACKAGE_ROOT,
                    env=_env({"BENCH_MODULES_OUT": str(listing)}), stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, timeout=600)
-    return list(json.loads(listing.read_text("utf-8")))
+    return sorted(set(json.loads(listing.read_text("utf-8"))) - startup_modules())

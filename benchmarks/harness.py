@@ -19,7 +19,7 @@ from benchmarks.config import BATCH_SIZE, REFERENCE, RunConfig
 from benchmarks.estimate import estimate, log_estimate
 from benchmarks.measure import environment, files_size, load_average, machine_info
 from benchmarks.report import write_all
-from benchmarks.systems import SystemSpec, prepare_systems
+from benchmarks.systems import ENV_ROOTS, SystemSpec, prepare_systems
 from benchmarks.timing import EvalJob, run_workers
 from benchmarks.workload import EvalData, eval_groups, length_texts, load_eval_data, rss_texts
 
@@ -119,7 +119,7 @@ def subset_accuracy(cfg: RunConfig, data: EvalData, specs: list[SystemSpec],
                     rows_of: dict[str, dict[str, list[int]]], preds: dict[str, list[str]]
                     ) -> dict[str, Any]:
     """Every system's accuracy on the rows the capped (slow) systems saw."""
-    caps = {cfg.eval_cap(s.name) for s in specs if s.accuracy and s.name in preds}
+    caps = {_effective_cap(cfg, data, s.name) for s in specs if s.accuracy and s.name in preds}
     if len(caps) <= 1:
         return {}
     smallest = min(c for c in caps if c is not None)
@@ -174,7 +174,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         m = measured[spec.name]
         entry: dict[str, Any] = {"title": spec.title, "kind": spec.kind, "notes": spec.notes,
                                  "spec": spec.as_dict(), "has_accuracy": spec.accuracy,
-                                 "eval_cap": cfg.eval_cap(spec.name) if data else None,
+                                 "eval_cap": _effective_cap(cfg, data, spec.name),
                                  "timing": m["timing"], "tokens": m["tokens"],
                                  "load_seconds": m["load_seconds"], "eval": m.get("eval"),
                                  "cold_start": cold.get(spec.name), "errors": m["errors"]}
@@ -182,13 +182,14 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             preds[spec.name] = json.loads(jobs[spec.name].out.read_text("utf-8"))
             entry["accuracy"] = accuracy(data, rows_of[spec.name], preds[spec.name])
         try:
-            env = environment(imported_modules(spec, work / "coldstart"))
+            env = environment(ENV_ROOTS[spec.kind], imported_modules(spec, work / "coldstart"))
         except Exception as exc:
             logger.error("sizing the environment of %s failed: %s", spec.name, exc)
-            env = {"bytes": None, "distributions": {}, "error": str(exc)}
+            env = {"bytes": None, "distributions": {}, "imported": [], "error": str(exc)}
         entry["size"] = {"model_bytes": files_size(spec.model_files),
                          "model_files": spec.model_files, "environment_bytes": env["bytes"],
-                         "distributions": env["distributions"]}
+                         "distributions": env["distributions"],
+                         "imported": env.get("imported", []), "missing": env.get("missing", [])}
         systems[spec.name] = entry
     results = {
         "schema": RESULT_SCHEMA, "mode": "quick" if cfg.quick else "full",
@@ -212,3 +213,11 @@ def _mean_tokens(texts_file: Path, max_length: int) -> float:
     if not texts:
         return 0.0
     return sum(min(max_length, math.ceil(1.3 * len(t.split())) + 2) for t in texts) / len(texts)
+
+
+def _effective_cap(cfg: RunConfig, data: EvalData | None, name: str) -> int | None:
+    """The per-set row cap of ``name`` when it left out rows of some test set, else None."""
+    cap = cfg.eval_cap(name)
+    if data is None or cap is None or all(len(t) <= cap for t in data.tests.values()):
+        return None
+    return cap

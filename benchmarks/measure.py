@@ -9,7 +9,7 @@ import os
 import platform
 import sys
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +46,12 @@ def _tree_size(root: Path) -> int:
     return total
 
 
-@lru_cache(maxsize=None)
+@cache
 def _top_level_map() -> dict[str, list[str]]:
     return md.packages_distributions()
 
 
-@lru_cache(maxsize=None)
+@cache
 def distribution_size(name: str) -> int:
     """Bytes of the files a distribution installed (its RECORD). An editable install
     lists no package files: its source packages are sized instead (without models)."""
@@ -71,20 +71,49 @@ def distribution_size(name: str) -> int:
     return size
 
 
-def environment(modules: Iterable[str]) -> dict[str, Any]:
-    """The distributions that provide ``modules`` (standard library excluded) and their
-    installed size."""
+def requirement_closure(roots: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Installed distributions that ``pip install ROOTS`` brings in (requirements without
+    extras, followed recursively), and the required ones that are not installed."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    found: dict[str, str] = {}
+    missing: set[str] = set()
+    stack = list(roots)
+    while stack:
+        name = stack.pop()
+        key = canonicalize_name(name)
+        if key in found or key in missing:
+            continue
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            missing.add(key)
+            continue
+        found[key] = dist.metadata["Name"]
+        for line in dist.requires or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                stack.append(requirement.name)
+    return sorted(found.values(), key=str.lower), sorted(missing)
+
+
+def imported_distributions(modules: Iterable[str]) -> list[str]:
+    """Distributions that provide ``modules`` (the standard library provides none)."""
     mapping = _top_level_map()
     names: set[str] = set()
     for module in modules:
         names.update(mapping.get(module.split(".")[0], []))
-    sizes = {}
-    for name in sorted(names, key=str.lower):
-        try:
-            sizes[name] = distribution_size(name)
-        except md.PackageNotFoundError:
-            continue
-    return {"bytes": sum(sizes.values()), "distributions": sizes}
+    return sorted(names, key=str.lower)
+
+
+def environment(roots: Iterable[str], modules: Iterable[str] = ()) -> dict[str, Any]:
+    """Installed size of what a system needs: ``roots`` and everything they require; also
+    lists the distributions its process actually imported."""
+    names, missing = requirement_closure(roots)
+    sizes = {name: distribution_size(name) for name in names}
+    return {"bytes": sum(sizes.values()), "roots": list(roots), "distributions": sizes,
+            "missing": missing, "imported": imported_distributions(modules)}
 
 
 def _cpuinfo() -> tuple[str | None, list[str]]:

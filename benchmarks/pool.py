@@ -25,7 +25,7 @@ class WorkerError(RuntimeError):
 class WorkerClient:
     """One ``python -m benchmarks.worker`` process running one system on ``threads``.
 
-    >>> w = WorkerClient.start(spec_file, "vader", threads=1, log_dir=Path("/tmp"))  # doctest: +SKIP
+    >>> w = WorkerClient.start(spec, "vader", threads=1, log_dir=Path("/tmp"))  # doctest: +SKIP
     >>> w.wait_ready(); w.call({"op": "latency", "length": 64, "n": 5})  # doctest: +SKIP
     """
 

@@ -33,10 +33,10 @@ def cached(out_dir: Path, source: Path, make: Callable[[Path], None], product: s
     """``out_dir/product``, made by ``make(out_dir)`` unless already made from ``source``."""
     stamp = _fingerprint(source, extra)
     stamp_file = out_dir / STAMP
-    if (out_dir / product).is_file() and stamp_file.is_file():
-        if json.loads(stamp_file.read_text("utf-8")) == stamp:
-            logger.info("reusing %s", out_dir / product)
-            return out_dir / product
+    made = (out_dir / product).is_file() and stamp_file.is_file()
+    if made and json.loads(stamp_file.read_text("utf-8")) == stamp:
+        logger.info("reusing %s", out_dir / product)
+        return out_dir / product
     out_dir.mkdir(parents=True, exist_ok=True)
     make(out_dir)
     if not (out_dir / product).is_file():
@@ -201,9 +201,9 @@ def tfidf_system(data: EvalData, work: Path, seed: int) -> SystemSpec:
         save_tfidf(train_tfidf(data.train_texts, data.train_labels, seed), out_dir)
         stamp.write_text(json.dumps({"data": digest}), "utf-8")
     files = [str(p) for p in sorted(out_dir.iterdir()) if p.name != STAMP]
+    note = f"trained on the {len(data.train_texts)} training reviews of the build"
     return SystemSpec(name="tfidf-lr", kind="tfidf", title=TITLES["tfidf-lr"], model=str(out_dir),
-                      labels=data.labels, model_files=files, notes=[f"trained on the {len(data.train_texts)} "
-                                                "training reviews of the build"])
+                      labels=data.labels, model_files=files, notes=[note])
 
 
 def vader_system() -> SystemSpec:

@@ -58,9 +58,9 @@ def accuracy_columns(results: dict[str, Any]) -> list[str]:
     groups: list[str] = []
     for system in results["systems"].values():
         for group in (system.get("accuracy") or {}):
-            if group.count(":") == 0 or group.endswith(":products"):
-                if group not in groups:
-                    groups.append(group)
+            shown = group.count(":") == 0 or group.endswith(":products")
+            if shown and group not in groups:
+                groups.append(group)
     return sorted(groups, key=lambda g: (g.split(":")[0], g))
 
 
@@ -92,8 +92,9 @@ def main_table(results: dict[str, Any]) -> list[str]:
             label += " (ref)"
         row = [label, *(_acc_cell(system, g) for g in groups)]
         for key in ("latency_ms", "throughput", "model_mb", "env_mb", "rss_mb", "cold_s"):
-            digits = 2 if key in ("latency_ms", "cold_s") else 1
-            row += [_fmt(f[key], digits), _ratio(f[key], ref.get(key))]
+            value = f[key]
+            digits = 2 if key in ("latency_ms", "cold_s") or (value or 10) < 10 else 1
+            row += [_fmt(value, digits), _ratio(value, ref.get(key))]
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
@@ -153,11 +154,16 @@ def markdown(results: dict[str, Any]) -> str:
               "distilbert-base-uncased's configuration run through the transformers pipeline, "
               "measured for speed and size only; latency does not depend on the weights' "
               "values, so it shows no accuracy). Accuracy: percent accuracy / macro-F1."]
-    caps = {n: s["eval_cap"] for n, s in results["systems"].items() if s.get("eval_cap")}
+    caps: dict[int, list[str]] = {}
+    for name, system in results["systems"].items():
+        if system.get("eval_cap") and system.get("has_accuracy", True):
+            caps.setdefault(system["eval_cap"], []).append(name)
     if caps:
-        lines.append("† evaluated on at most " + ", ".join(
-            f"{n} {c}" for n, c in caps.items()) + " rows per test set (a fixed random "
-            "sample); the capped-subset table below compares every system on those rows.")
+        lines.append("† evaluated on a fixed random sample of at most " + "; ".join(
+            f"{cap} rows per test set ({', '.join(names)})" for cap, names in sorted(
+                caps.items(), reverse=True)) + ". "
+            + ("The capped-subset table below compares every system on the same rows."
+               if len(caps) > 1 or results.get("subset_accuracy") else ""))
     for name, system in results["systems"].items():
         for note in system.get("notes", []):
             lines.append(f"- {name}: {note}")

@@ -29,6 +29,15 @@ TITLES = {
     "tfidf-lr": "TF-IDF + logistic regression (scikit-learn)",
     "vader": "VADER (rule-based, no training)",
 }
+# What `pip install` needs for each kind of system; their requirements follow.
+ENV_ROOTS = {
+    "edgesent": ("edgesent",),
+    "onnx": ("edgesent",),  # the same runtime: onnxruntime + tokenizers + edgesent's encoder
+    "pipeline": ("transformers", "torch"),
+    "optimum": ("optimum-onnx", "onnxruntime", "torch"),
+    "tfidf": ("scikit-learn",),
+    "vader": ("vaderSentiment",),
+}
 SHIP_PATTERNS = ("*.onnx", "*.onnx_data", "*.safetensors", "pytorch_model.bin", "config.json",
                  "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                  "vocab.txt", "edgesent.json")

@@ -40,8 +40,17 @@ def _needs_export_extra(func: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except EdgesentError as exc:
             raise click.ClickException(str(exc)) from None
+        except (ValueError, OSError) as exc:
+            raise _user_error(exc) from None
 
     return wrapper
+
+
+def _user_error(exc: BaseException) -> click.ClickException:
+    """Settings that torch or transformers refuse (fp16 on a CPU, --layers deeper than the
+    teacher, a --model that is no directory) are user mistakes: one line, no traceback."""
+    logger.debug("error details", exc_info=exc)
+    return click.ClickException(" ".join(str(exc).split()) or type(exc).__name__)
 
 
 def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -266,7 +275,8 @@ def evaluate(model: str, file: str, as_json: bool, **opts: Any) -> None:
 
     \b
     Example:
-      edgesent evaluate runs/build/bundle test.jsonl --stars "1-2:neg,4-5:pos" --drop-label neu
+      edgesent evaluate runs/build/bundle test.jsonl --label-column stars \\
+          --stars "1-2:neg,3:neu,4-5:pos" --drop-label neu
     """
     from .evaluate import evaluate_model, format_report
 
@@ -282,13 +292,21 @@ def evaluate(model: str, file: str, as_json: bool, **opts: Any) -> None:
         raise click.ClickException(str(exc)) from None
     except ModuleNotFoundError as exc:
         raise click.ClickException(f"{exc.name} is not installed; {EXTRA_HINT}") from None
+    except (ValueError, OSError) as exc:
+        raise _user_error(exc) from None
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 
 def register_commands(group: click.Group) -> None:
-    """Attach the build-half commands to the ``edgesent`` group (light imports only)."""
+    """Attach the build-half commands to the ``edgesent`` group (light imports only).
+
+    train, evaluate and distill are attached first, so a broken export/build module does
+    not take them down too.
+    """
+    for command in (train, evaluate, distill):
+        group.add_command(command)
     from .build_cli import build, export
 
-    for command in (train, evaluate, distill, export, build):
+    for command in (export, build):
         group.add_command(command)
 

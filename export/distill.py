@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edgesent.errors import InputError
 from edgesent.tokenization import EncodingSettings
 
 from .data import FormattedData, Review, dedup_key
@@ -79,10 +80,16 @@ def distillation_loss(temperature: float = 2.0, alpha: float = 0.5) -> LossFn:
 
 
 def teacher_logits(
-    teacher: Any, data: EncodedSet, pad_id: int, cache: Path | None = None, progress: bool = True
+    teacher: Any,
+    data: EncodedSet,
+    pad_id: int,
+    cache: Path | None = None,
+    progress: bool = True,
+    teacher_id: str = "",
 ) -> np.ndarray:
-    """The teacher's logits over ``data``, read from ``cache`` when it matches."""
-    digest = _fingerprint(data)
+    """The teacher's logits over ``data``, read from ``cache`` when data and ``teacher_id``
+    (see :func:`teacher_identity`) match the ones it was written for."""
+    digest = _fingerprint(data, teacher_id)
     if cache is not None and cache.exists():
         meta = cache.with_suffix(".json")
         if meta.exists() and json.loads(meta.read_text()).get("fingerprint") == digest:
@@ -95,8 +102,24 @@ def teacher_logits(
     return logits
 
 
-def _fingerprint(data: EncodedSet) -> str:
+def teacher_identity(teacher: str | Path) -> str:
+    """A digest of a teacher directory's config and weights: cached logits of another
+    teacher (a retrained one, in the same place) must not be reused."""
+    root = Path(teacher)
+    if not root.is_dir():  # a hub id: its name is all there is
+        return str(teacher)
     digest = hashlib.sha256()
+    for path in sorted(root.iterdir()):
+        if path.name == "config.json" or path.suffix in (".safetensors", ".bin"):
+            digest.update(path.name.encode() + b"\0")
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def _fingerprint(data: EncodedSet, teacher_id: str = "") -> str:
+    digest = hashlib.sha256(teacher_id.encode())
     for seq in data.ids:
         digest.update(np.asarray(seq, dtype=np.int32).tobytes())
         digest.update(b"|")
@@ -140,6 +163,13 @@ def distill(
     tokenizer = load_tokenizer(teacher)
     encoder = make_encoder(tokenizer, encoding)
     teacher_model = AutoModelForSequenceClassification.from_pretrained(str(teacher))
+    id2label = teacher_model.config.id2label
+    teacher_labels = [id2label[i] for i in range(teacher_model.config.num_labels)]
+    if teacher_labels != list(data.labels):
+        raise InputError(
+            f"{teacher}: the teacher's labels {teacher_labels} differ from the data's labels "
+            f"{list(data.labels)}; distil on data with the labels the teacher was trained on"
+        )
     if config.threads:
         import torch
 
@@ -155,7 +185,8 @@ def distill(
             extra.append(Review(review.text, None, review.source, review.domain))
     train_set = encode_reviews(encoder, [*data.train, *extra], data.labels)
     train_set.teacher_logits = teacher_logits(
-        teacher_model, train_set, encoder.pad_id, out / TEACHER_LOGITS_FILE, progress
+        teacher_model, train_set, encoder.pad_id, out / TEACHER_LOGITS_FILE, progress,
+        teacher_id=teacher_identity(teacher),
     )
     val_set = encode_reviews(encoder, data.val, data.labels)
     teacher_val = predict_logits(teacher_model, val_set, encoder.pad_id)

@@ -72,7 +72,9 @@ def _logits(
 
     config = AutoConfig.from_pretrained(str(model))
     labels = [config.id2label[i] for i in range(config.num_labels)]
-    encoder = make_encoder(load_tokenizer(model), EncodingSettings(max_length=max_length))
+    # head_tokens 64 at the default 256, a quarter of shorter lengths (64 would not fit).
+    encoding = EncodingSettings(max_length=max_length, head_tokens=min(64, max_length // 4))
+    encoder = make_encoder(load_tokenizer(model), encoding)
     classifier = load_classifier(model, labels)
     if threads:
         import torch

@@ -42,7 +42,8 @@ def export_onnx(
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: no config.json; expected a save_pretrained directory")
+        raise FileNotFoundError(
+            f"{model_dir}: no config.json; expected a save_pretrained directory")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     logger.info("exporting %s to ONNX in %s", model_dir, out_dir)

@@ -54,6 +54,7 @@ class PackageResult:
     quantization: dict[str, Any] = field(repr=False)
     temperature: float = 1.0
     size_bytes: int = 0
+    test_logits: np.ndarray | None = field(default=None, repr=False)  # the gate's int8 logits
 
 
 def package_model(
@@ -106,7 +107,7 @@ def package_model(
     check_texts(val_texts, val_y, len(labels))
     extras = {key: (list(texts), label_indices(ys, labels, key))
               for key, (texts, ys) in (extra_test_sets or {}).items()}
-    for key, (texts, ys) in extras.items():
+    for texts, ys in extras.values():
         check_texts(texts, ys, len(labels))
     tokenizer_file = student_dir / TOKENIZER_FILE
     if not tokenizer_file.is_file():
@@ -169,7 +170,7 @@ def package_model(
                 bundle.path, gate.int8.accuracy, gate.fp32_onnx.accuracy, temperature,
                 bundle.size_bytes / 1e6)
     return PackageResult(bundle.path, metrics, dict(gate.quantization.settings), temperature,
-                         bundle.size_bytes)
+                         bundle.size_bytes, gate.int8.logits)
 
 
 def label_indices(values: Sequence[int | str], labels: Sequence[str], where: str) -> list[int]:

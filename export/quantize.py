@@ -77,13 +77,14 @@ def quantize(
     source = _resolve_onnx(onnx_path_or_dir)
     out_dir = Path(out_dir)
     if out_dir.resolve() == source.parent.resolve():
-        raise ValueError(f"{out_dir}: write the quantized model to another directory than its source")
+        raise ValueError(f"{out_dir}: write the quantized model to another directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     if mode == "static":
         if optimized:
             raise ValueError("optimized=True is only available with mode='dynamic'")
         if calibration_inputs is None:
-            raise ValueError("mode='static' needs calibration_inputs (input_ids/attention_mask dicts)")
+            raise ValueError("mode='static' needs calibration_inputs "
+                             "(input_ids/attention_mask dicts)")
         settings = _quantize_static(source, out_dir, target, per_channel, calibration_inputs,
                                     quantize_embeddings)
     elif optimized:
@@ -165,7 +166,7 @@ def _quantize_optimized(source: Path, out_dir: Path, target: str, per_channel: b
         )
     return {
         "tool": "onnxruntime.quantization.quantize_dynamic",
-        "optimizer": "optimum.onnxruntime.ORTOptimizer(optimization_level=2, optimize_for_gpu=False)",
+        "optimizer": "ORTOptimizer(optimization_level=2, optimize_for_gpu=False)",
         "ops_quantized": ops,
         "weights_dtype": weight_type.name,
         "activations_dtype": QuantType.QUInt8.name,

@@ -27,7 +27,6 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 _CHECK_TEXTS = 500
 
 
@@ -64,7 +63,7 @@ def shrink_vocabulary(
     """Write to ``out_dir`` a copy of the model in ``model_dir`` whose tokenizer and word
     embeddings only hold the pieces ``corpus_texts`` needs (see the module docstring).
 
-    >>> result = shrink_vocabulary("runs/student", train_texts, "runs/student-small")  # doctest: +SKIP
+    >>> result = shrink_vocabulary("runs/student", texts, "runs/small")  # doctest: +SKIP
     >>> result.old_vocab_size, result.new_vocab_size  # doctest: +SKIP
     (30522, 14873)
     """
@@ -135,7 +134,8 @@ def _count_ids(backend, texts: Sequence[str], size: int, batch: int = 1000) -> n
     return counts
 
 
-def _kept_ids(spec: dict, counts: np.ndarray, min_count: int, special_ids: Sequence[int]) -> list[int]:
+def _kept_ids(spec: dict, counts: np.ndarray, min_count: int,
+              special_ids: Sequence[int]) -> list[int]:
     vocab: dict[str, int] = spec["model"]["vocab"]
     prefix = spec["model"].get("continuing_subword_prefix", "##")
     keep = set(special_ids) | {token["id"] for token in spec.get("added_tokens", [])}
@@ -199,7 +199,8 @@ def _shrink_model(model_dir: Path, out_dir: Path, kept: list[int], remap: dict[i
     index = torch.tensor(kept, dtype=torch.long)
     pad = config.pad_token_id
     new_pad = remap.get(pad) if pad is not None else None
-    new_embeddings = torch.nn.Embedding(len(kept), old_embeddings.embedding_dim, padding_idx=new_pad)
+    new_embeddings = torch.nn.Embedding(len(kept), old_embeddings.embedding_dim,
+                                        padding_idx=new_pad)
     with torch.no_grad():
         new_embeddings.weight.copy_(old_embeddings.weight[index])
     handled = {id(new_embeddings.weight)}

@@ -22,9 +22,9 @@ from helpers_training import (
 pytest.importorskip("torch", reason="needs the [export] extra")
 pytest.importorskip("transformers", reason="needs the [export] extra")
 
-from edgesent_export import finetune as finetune_module  # noqa: E402
-from edgesent_export.data import Review, format_dataset  # noqa: E402
-from edgesent_export.finetune import (  # noqa: E402
+from edgesent_export import finetune as finetune_module
+from edgesent_export.data import Review, format_dataset
+from edgesent_export.finetune import (
     RESULT_FILE,
     finetune,
     per_domain_accuracy,

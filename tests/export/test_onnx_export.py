@@ -10,7 +10,6 @@ transformers = pytest.importorskip("transformers", reason="needs the [export] ex
 pytest.importorskip("optimum.exporters.onnx", reason="needs the [export] extra")
 
 import onnxruntime as ort  # noqa: E402
-
 from edgesent_export.onnx_export import (  # noqa: E402
     GraphSignatureError,
     check_signature,
@@ -67,7 +66,7 @@ def test_bert_with_token_type_ids_is_refused(tiny_bert_dir, tmp_path):
 
 
 def test_missing_model_directory_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
         export_onnx(tmp_path / "nowhere", tmp_path / "out")
 
 

@@ -10,12 +10,12 @@ import pytest
 
 pytest.importorskip("optimum.onnxruntime", reason="needs the [export] extra")
 
-import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-from tokenizers import Tokenizer  # noqa: E402
+import onnx
+import onnxruntime as ort
+from edgesent_export.quantize import calibration_samples, quantize
+from tokenizers import Tokenizer
 
-from edgesent.tokenization import EncodingSettings, TextEncoder  # noqa: E402
-from edgesent_export.quantize import calibration_samples, quantize  # noqa: E402
+from edgesent.tokenization import EncodingSettings, TextEncoder
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_embedding_quantization_shrinks_the_model(trained_tiny_onnx, tmp_path):
 
 
 def test_static_qdq(trained_tiny_onnx, tmp_path, encoded):
-    encoder, (ids, mask) = encoded
+    _, (ids, mask) = encoded
     calibration = [{"input_ids": ids[:16], "attention_mask": mask[:16]}]
     result = quantize(trained_tiny_onnx, tmp_path, mode="static", calibration_inputs=calibration)
     settings = result.settings

@@ -15,14 +15,14 @@ from helpers_training import TINY_ENCODING, formatted, load_model, tiny_config
 pytest.importorskip("torch", reason="needs the [export] extra")
 pytest.importorskip("transformers", reason="needs the [export] extra")
 
-import torch  # noqa: E402
-from edgesent_export.finetune import (  # noqa: E402
+import torch
+from edgesent_export.finetune import (
     best_saver,
     encode_reviews,
     load_tokenizer,
     make_encoder,
 )
-from edgesent_export.training import (  # noqa: E402
+from edgesent_export.training import (
     STATE_FILE,
     Trainer,
     _LinearWarmupDecay,

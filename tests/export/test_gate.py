@@ -1,0 +1,102 @@
+"""The accuracy gate on the tiny trained student."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="needs the [export] extra")
+pytest.importorskip("optimum.onnxruntime", reason="needs the [export] extra")
+
+from edgesent_export.gate import (
+    GateError,
+    attempt_plan,
+    check_texts,
+    onnx_logits,
+    run_gate,
+)
+from tokenizers import Tokenizer
+
+from edgesent.errors import EdgesentError
+from edgesent.tokenization import EncodingSettings, TextEncoder
+
+LABELS = ["negative", "positive"]
+
+
+@pytest.fixture(scope="module")
+def encoder(trained_tiny_distilbert_dir):
+    tokenizer = Tokenizer.from_file(str(trained_tiny_distilbert_dir / "tokenizer.json"))
+    return TextEncoder(tokenizer, EncodingSettings(max_length=64, head_tokens=16))
+
+
+@pytest.fixture(scope="module")
+def test_set(review_factory):
+    return review_factory(80, seed=21)
+
+
+def test_gate_passes_and_reports_all_three_models(trained_tiny_onnx, trained_tiny_distilbert_dir,
+                                                  encoder, test_set, tmp_path):
+    result = run_gate(trained_tiny_onnx, tmp_path, texts=test_set.texts, labels=test_set.labels,
+                      label_names=LABELS, encoder=encoder, student_dir=trained_tiny_distilbert_dir,
+                      threads=1, progress=False)
+    assert len(result.attempts) == 1 and result.attempts[0].passed
+    metrics = result.metrics()
+    assert metrics["n"] == len(test_set)
+    for name in ("pytorch_fp32", "onnx_fp32", "onnx_int8"):
+        assert metrics[name]["accuracy"] >= 0.95, name
+        assert 0.0 <= metrics[name]["macro_f1"] <= 1.0
+    assert metrics["pytorch_vs_onnx_fp32_max_logit_diff"] < 1e-3
+    assert metrics["int8_vs_fp32"]["agreement"] >= 0.95
+    assert 0 < metrics["int8_vs_fp32"]["max_abs_logit_diff"] < 0.5
+    # the int8 logits are those of the quantized file, run the Classifier way
+    again = onnx_logits(result.quantization.path, encoder, test_set.texts, threads=1)
+    np.testing.assert_array_equal(again, result.int8.logits)
+    summary = result.gate_summary()
+    assert summary["chosen_attempt"] == 0 and summary["attempts"][0]["passed"]
+
+
+def test_negative_max_drop_fails_with_every_attempt_listed(trained_tiny_onnx, encoder, test_set,
+                                                           tmp_path):
+    with pytest.raises(GateError) as info:
+        run_gate(trained_tiny_onnx, tmp_path, texts=test_set.texts[:24],
+                 labels=test_set.labels[:24], label_names=LABELS, encoder=encoder,
+                 max_drop=-1.0, calibration_texts=test_set.texts[24:40], threads=1,
+                 progress=False)
+    error = info.value
+    assert isinstance(error, EdgesentError)
+    plan = attempt_plan({}, can_calibrate=True)
+    assert len(error.attempts) == len(plan)
+    assert [a.settings for a in error.attempts] == plan
+    message = str(error)
+    assert "within -1.0 points" in message
+    for number in range(1, len(plan) + 1):
+        assert f"\n  {number}. " in message
+    assert len(re.findall(r"drop \d+\.\d\d points", message)) == len(plan)
+    assert "mode=static" in message and "target=avx2" in message
+
+
+def test_attempt_plan_order_and_no_repeats():
+    plan = attempt_plan({"per_channel": False}, can_calibrate=False)
+    assert plan[0]["per_channel"] is False and plan[0]["quantize_embeddings"] is True
+    assert plan[1] == {**plan[0], "quantize_embeddings": False}
+    assert plan[2]["per_channel"] is True
+    assert all(s["mode"] == "dynamic" for s in plan)
+    assert plan[-1]["target"] == "avx2"
+    assert len({tuple(sorted(s.items())) for s in plan}) == len(plan)
+
+
+def test_rejects_bad_rows():
+    with pytest.raises(ValueError, match="row 1: text is blank"):
+        check_texts(["good", "  "], [0, 1], 2)
+    with pytest.raises(ValueError, match="row 0: label 5"):
+        check_texts(["good"], [5], 2)
+    with pytest.raises(ValueError, match="2 texts but 1 labels"):
+        check_texts(["a", "b"], [0], 2)
+
+
+def test_rejects_non_finite_max_drop(trained_tiny_onnx, encoder, tmp_path):
+    with pytest.raises(ValueError, match="max_drop"):
+        run_gate(trained_tiny_onnx, tmp_path, texts=["x"], labels=[0], label_names=LABELS,
+                 encoder=encoder, max_drop=float("nan"))

@@ -1,0 +1,110 @@
+"""package_model end to end on the tiny trained student: the bundle loads with
+edgesent.Classifier and reproduces the gate's int8 predictions exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="needs the [export] extra")
+pytest.importorskip("optimum.onnxruntime", reason="needs the [export] extra")
+
+from edgesent_export.gate import GateError
+from edgesent_export.package import (
+    PackageError,
+    _check_reproduces,
+    label_indices,
+    package_model,
+)
+
+from edgesent import Classifier, load_bundle
+from edgesent.tokenization import EncodingSettings
+
+LABELS = ["negative", "positive"]
+ENCODING = EncodingSettings(max_length=64, truncation="head_tail", head_tokens=16)
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory, trained_tiny_distilbert_dir, review_factory):
+    test, val, extra = review_factory(80, 31), review_factory(60, 32), review_factory(40, 33)
+    work = tmp_path_factory.mktemp("package-work")
+    result = package_model(
+        trained_tiny_distilbert_dir, work / "bundle", labels=LABELS, encoding=ENCODING,
+        test_texts=test.texts, test_labels=test.labels,
+        val_texts=val.texts, val_labels=[LABELS[y] for y in val.labels],
+        extra_test_sets={"shifted": (extra.texts, extra.labels)},
+        provenance={"base_model": "tiny-random", "command": "pytest"},
+        work_dir=work / "work", threads=1, progress=False, name="tiny-reviews",
+    )
+    return result, test, work
+
+
+def test_bundle_reproduces_gate_int8_logits(packaged):
+    result, test, _ = packaged
+    classifier = Classifier.load(result.path, threads=1)
+    logits = classifier.predict_logits(test.texts)
+    np.testing.assert_array_equal(logits, result.test_logits)
+    predictions = logits.argmax(1)
+    accuracy = float((predictions == np.asarray(test.labels)).mean())
+    assert accuracy == pytest.approx(result.metrics["test"]["onnx_int8"]["accuracy"])
+    assert [p.label for p in classifier.predict(test.texts[:4])] == [
+        LABELS[i] for i in predictions[:4]]
+
+
+def test_manifest_carries_metrics_and_settings(packaged):
+    result, test, _ = packaged
+    bundle = load_bundle(result.path)
+    manifest = bundle.manifest
+    assert bundle.labels == LABELS and bundle.encoding == ENCODING
+    assert bundle.temperature == pytest.approx(result.temperature)
+    assert manifest["model"]["precision"] == "int8"
+    quantization = manifest["model"]["quantization"]
+    assert quantization["target"] == "avx512_vnni" and quantization["mode"] == "dynamic"
+    assert quantization["onnxruntime_version"]
+    assert manifest["provenance"]["base_model"] == "tiny-random"
+    metrics = manifest["metrics"]
+    assert metrics == json.loads(json.dumps(result.metrics))
+    test_metrics = metrics["test"]
+    assert test_metrics["n"] == len(test)
+    for name in ("pytorch_fp32", "onnx_fp32", "onnx_int8"):
+        assert test_metrics[name]["accuracy"] >= 0.95
+        assert set(test_metrics[name]["per_class"]) == set(LABELS)
+    assert test_metrics["int8_vs_fp32"]["agreement"] >= 0.95
+    assert {"int8_ece_before", "int8_ece_after"} <= set(test_metrics)
+    calibration = metrics["calibration"]
+    assert calibration["set"] == "val" and calibration["nll_after"] <= calibration["nll_before"]
+    assert metrics["extra_test_sets"]["shifted"]["n"] == 40
+    assert metrics["gate"]["chosen_attempt"] == 0
+    sizes = metrics["sizes"]
+    assert sizes["onnx_int8_bytes"] < sizes["onnx_fp32_bytes"]
+    assert result.size_bytes == bundle.size_bytes
+
+
+def test_reproduction_check_catches_a_different_model(packaged):
+    result, test, _ = packaged
+    tampered = result.test_logits.copy()
+    tampered[3] += 1e-3
+    with pytest.raises(PackageError, match="differs from the gate"):
+        _check_reproduces(result.path, test.texts, tampered, threads=1)
+
+
+def test_impossible_gate_writes_no_bundle(tmp_path, trained_tiny_distilbert_dir, review_factory):
+    data = review_factory(20, 41)
+    with pytest.raises(GateError, match="accuracy gate failed"):
+        package_model(trained_tiny_distilbert_dir, tmp_path / "bundle", labels=LABELS,
+                      encoding=ENCODING, test_texts=data.texts, test_labels=data.labels,
+                      val_texts=data.texts[:8], val_labels=data.labels[:8], max_drop=-1.0,
+                      threads=1, progress=False)
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_label_errors_name_the_row(tmp_path, trained_tiny_distilbert_dir):
+    assert label_indices(["positive", 0], LABELS, "test") == [1, 0]
+    with pytest.raises(ValueError, match="test row 1: unknown label 'meh'"):
+        label_indices(["positive", "meh"], LABELS, "test")
+    with pytest.raises(ValueError, match="id2label order"):
+        package_model(trained_tiny_distilbert_dir, tmp_path / "b", labels=LABELS[::-1],
+                      encoding=ENCODING, test_texts=["a"], test_labels=[0], val_texts=["a"],
+                      val_labels=[0], progress=False)
