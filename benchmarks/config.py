@@ -48,8 +48,9 @@ class RunConfig:
     max_eval: int | None = None
     max_eval_slow: int | None = 1000
     rss_reviews: int = 10_000
+    ref_reviews: int = 300
     reference_config: str = "base"
-    cell_seconds: float = 4.0
+    cell_seconds: float = 3.0
     min_reps: int = 10
     max_reps: int = 400
     min_batches: int = 3
@@ -67,8 +68,8 @@ class RunConfig:
         if quick:
             base.update(
                 out_dir=Path("benchmarks/results/quick"), max_eval=200, max_eval_slow=50,
-                rss_reviews=300, cell_seconds=0.3, min_reps=3, max_reps=50, min_batches=1,
-                rounds=2, cold_runs=1, cold_warmup=0, time_limit_min=5.0,
+                rss_reviews=300, ref_reviews=100, cell_seconds=0.3, min_reps=3, max_reps=50,
+                min_batches=1, rounds=2, cold_runs=1, cold_warmup=0, time_limit_min=5.0,
             )
         names = {f.name for f in fields(cls)}
         unknown = set(overrides) - names

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,9 @@ from benchmarks.timing import EvalJob, run_workers
 from benchmarks.workload import EvalData, eval_groups, length_texts, load_eval_data, rss_texts
 
 logger = logging.getLogger(__name__)
+
+BUILD_SOURCES = Path(__file__).resolve().parent.parent / "examples" / "default_model" / \
+    "sources.json"
 
 
 def default_work_dir(cfg: RunConfig) -> Path:
@@ -76,6 +78,10 @@ def eval_jobs(cfg: RunConfig, data: EvalData | None, specs: list[SystemSpec],
             if data else []
         cap = cfg.eval_cap(spec.name)
         target = cfg.rss_reviews if cap is None else min(cfg.rss_reviews, cap * n_sets)
+        if not spec.accuracy:  # the reference: memory only, on a spread of the same rows
+            target = min(target, cfg.ref_reviews)
+            step = max(1, len(texts) // target) if texts else 1
+            texts = texts[::step][:target]
         if len(texts) < target:
             extra = rss_texts(data, lengths, target)
             texts += extra[len(texts):target]
@@ -145,7 +151,10 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     logger.info("%s run: systems %s, threads %s; work dir %s", "quick" if cfg.quick else "full",
                 ", ".join(cfg.systems), cfg.threads, work)
     machine = machine_info(cfg.threads)
-    data, data_note = load_eval_data(cfg.data_dir, cfg.sources, cfg.seed)
+    sources = cfg.sources
+    if sources is None and cfg.data_dir is not None and BUILD_SOURCES.is_file():
+        sources = BUILD_SOURCES  # the sources the default model was built from
+    data, data_note = load_eval_data(cfg.data_dir, sources, cfg.seed)
     if data_note:
         logger.warning(data_note)
     logger.info("preparing systems (exports, int8 teacher, reference model; cached in %s)", work)
@@ -153,14 +162,15 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     if not specs:
         raise RuntimeError("no system could be prepared: " + "; ".join(
             f"{k}: {v}" for k, v in skipped.items()))
-    lengths = length_texts(timing_tokenizer(specs), data, cfg.lengths, variants=BATCH_SIZE,
-                           seed=cfg.seed)
+    counter = timing_tokenizer(specs)
+    lengths = length_texts(counter, data, cfg.lengths, variants=BATCH_SIZE, seed=cfg.seed)
     batch = lengths[cfg.typical_length][:BATCH_SIZE]
     jobs, rows_of = eval_jobs(cfg, data, specs, lengths, work)
-    sizes = {s.name: (jobs[s.name].n, _mean_tokens(jobs[s.name].texts, s.max_length))
+    sizes = {s.name: (jobs[s.name].n, _mean_tokens(counter, jobs[s.name].texts, s.max_length))
              for s in specs}
     est = estimate(cfg, specs, sizes)
-    log_estimate(est, cfg, time.perf_counter() - started)
+    est["prepare_s"] = round(time.perf_counter() - started)
+    log_estimate(est, cfg, est["prepare_s"])
 
     spec_files = {s.name: s.write(work / f"spec-{s.name}.json") for s in specs}
     measured = run_workers(cfg, spec_files, jobs, lengths, batch, logs)
@@ -171,29 +181,16 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     systems: dict[str, Any] = {}
     preds: dict[str, list[str]] = {}
     for spec in specs:
-        m = measured[spec.name]
-        entry: dict[str, Any] = {"title": spec.title, "kind": spec.kind, "notes": spec.notes,
-                                 "spec": spec.as_dict(), "has_accuracy": spec.accuracy,
-                                 "eval_cap": _effective_cap(cfg, data, spec.name),
-                                 "timing": m["timing"], "tokens": m["tokens"],
-                                 "load_seconds": m["load_seconds"], "eval": m.get("eval"),
-                                 "cold_start": cold.get(spec.name), "errors": m["errors"]}
-        if m.get("eval") and data is not None and spec.accuracy:
+        systems[spec.name] = _system_entry(cfg, spec, data, measured[spec.name],
+                                           cold.get(spec.name) or {}, work)
+        if "accuracy" in systems[spec.name]:
             preds[spec.name] = json.loads(jobs[spec.name].out.read_text("utf-8"))
-            entry["accuracy"] = accuracy(data, rows_of[spec.name], preds[spec.name])
-        try:
-            env = environment(ENV_ROOTS[spec.kind], imported_modules(spec, work / "coldstart"))
-        except Exception as exc:
-            logger.error("sizing the environment of %s failed: %s", spec.name, exc)
-            env = {"bytes": None, "distributions": {}, "imported": [], "error": str(exc)}
-        entry["size"] = {"model_bytes": files_size(spec.model_files),
-                         "model_files": spec.model_files, "environment_bytes": env["bytes"],
-                         "distributions": env["distributions"],
-                         "imported": env.get("imported", []), "missing": env.get("missing", [])}
-        systems[spec.name] = entry
+            systems[spec.name]["accuracy"] = accuracy(data, rows_of[spec.name],
+                                                      preds[spec.name])
     results = {
         "schema": RESULT_SCHEMA, "mode": "quick" if cfg.quick else "full",
-        "config": {**cfg.as_dict(), "typical_length": cfg.typical_length},
+        "config": {**cfg.as_dict(), "typical_length": cfg.typical_length,
+                   "eval_threads": cfg.eval_threads},
         "machine": machine, "reference": REFERENCE, "estimate_s": est, "facts": facts,
         "data": data.summary if data else None, "data_note": data_note,
         "systems": systems, "skipped": skipped,
@@ -202,17 +199,49 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         "duration_s": time.perf_counter() - started,
     }
     write_all(results, Path(cfg.out_dir))
-    logger.info("done in %.1f min (estimated %.1f)", results["duration_s"] / 60,
-                est["total_s"] / 60)
+    logger.info("done in %.1f min", results["duration_s"] / 60)
     return results
 
 
-def _mean_tokens(texts_file: Path, max_length: int) -> float:
-    """Rough mean token count of the evaluation texts (1.3 tokens per word, capped)."""
+def _system_entry(cfg: RunConfig, spec: SystemSpec, data: EvalData | None,
+                  measured: dict[str, Any], cold: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Everything measured about one system (accuracy is filled in by the caller)."""
+    errors = list(measured["errors"])
+    if cold.get("error"):
+        errors.append(f"cold start: {cold['error']}")
+    try:
+        env = environment(ENV_ROOTS[spec.kind], imported_modules(spec, work / "coldstart"))
+    except Exception as exc:
+        errors.append(f"environment size: {exc}")
+        env = {"bytes": None, "distributions": {}}
+    entry: dict[str, Any] = {
+        "title": spec.title, "kind": spec.kind, "notes": spec.notes, "spec": spec.as_dict(),
+        "has_accuracy": spec.accuracy, "eval_cap": _effective_cap(cfg, data, spec.name),
+        "timing": measured["timing"], "tokens": measured["tokens"],
+        "load_seconds": measured["load_seconds"], "eval": measured.get("eval"),
+        "cold_start": cold or None, "errors": errors,
+        "size": {"model_bytes": files_size(spec.model_files), "model_files": spec.model_files,
+                 "environment_bytes": env["bytes"], "distributions": env["distributions"],
+                 "imported": env.get("imported", []), "missing": env.get("missing", [])},
+    }
+    if measured.get("eval") and data is not None and spec.accuracy:
+        entry["accuracy"] = {}
+    return entry
+
+
+def _mean_tokens(tokenizer_file: Path, texts_file: Path, max_length: int,
+                 sample: int = 2000) -> float:
+    """Mean token count (capped at ``max_length``) of a sample of the evaluation texts."""
+    from tokenizers import Tokenizer
+
     texts = json.loads(texts_file.read_text("utf-8"))
     if not texts:
         return 0.0
-    return sum(min(max_length, math.ceil(1.3 * len(t.split())) + 2) for t in texts) / len(texts)
+    texts = texts[:: max(1, len(texts) // sample)]
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return sum(min(max_length, len(e.ids)) for e in tokenizer.encode_batch(texts)) / len(texts)
 
 
 def _effective_cap(cfg: RunConfig, data: EvalData | None, name: str) -> int | None:

@@ -164,6 +164,14 @@ def markdown(results: dict[str, Any]) -> str:
                 caps.items(), reverse=True)) + ". "
             + ("The capped-subset table below compares every system on the same rows."
                if len(caps) > 1 or results.get("subset_accuracy") else ""))
+    counts: dict[int, list[str]] = {}
+    for name, system in results["systems"].items():
+        if (system.get("eval") or {}).get("n"):
+            counts.setdefault(system["eval"]["n"], []).append(name)
+    if counts:
+        lines.append("Peak RSS: a fresh process that loaded the model and classified " + "; ".join(
+            f"{n:,} reviews ({', '.join(names)})" for n, names in sorted(
+                counts.items(), reverse=True)) + ".")
     for name, system in results["systems"].items():
         for note in system.get("notes", []):
             lines.append(f"- {name}: {note}")
@@ -172,11 +180,11 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("data_note"):
         lines.append(f"- accuracy: {results['data_note']}")
     lines += detail_tables(results)
-    lines += ["", "Peak RSS: VmHWM of a fresh process after loading the model and classifying "
-              "the reviews given (count in results.json, `eval.n`). Environment: installed size "
-              "of the distributions the system's cold-start script imports. Cold start: median "
-              "wall time from launch to the first printed prediction (scripts under the work "
-              "directory)."]
+    lines += ["", "Peak RSS is the process's VmHWM at batch 32 on "
+              f"{cfg['eval_threads']} threads. Environment: installed size of the system's "
+              "root distributions and everything they require (`results.json` lists them, and "
+              "what the process imported). Cold start: median wall time from launch to the "
+              "first printed prediction (the scripts are under the work directory)."]
     return "\n".join(lines) + "\n"
 
 

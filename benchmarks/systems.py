@@ -38,6 +38,7 @@ ENV_ROOTS = {
     "tfidf": ("scikit-learn",),
     "vader": ("vaderSentiment",),
 }
+PACKAGE_FP32 = "onnx-fp32/model.onnx"
 SHIP_PATTERNS = ("*.onnx", "*.onnx_data", "*.safetensors", "pytorch_model.bin", "config.json",
                  "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                  "vocab.txt", "edgesent.json")
@@ -132,7 +133,9 @@ def find_fp32_export(work: Path, student: Path) -> Path | None:
     if not work.is_dir():
         return None
     wanted = vocab_size(student)
-    candidates = sorted(work.rglob("*.onnx"), key=lambda p: (len(p.parts), str(p)))
+    # edgesent_export.package writes the fp32 export to work/onnx-fp32/model.onnx.
+    candidates = [work / PACKAGE_FP32] if (work / PACKAGE_FP32).is_file() else []
+    candidates += sorted(work.rglob("*.onnx"), key=lambda p: (len(p.parts), str(p)))
     for path in candidates:
         try:
             if is_quantized(path):

@@ -103,10 +103,8 @@ def run_workers(cfg: RunConfig, specs: dict[str, Path], jobs: dict[str, EvalJob]
             out[name]["errors"].append(f"threads={threads}: {reason}")
         try:
             for name, worker in list(workers.items()):
-                out[name]["load_seconds"][str(threads)] = worker.ready.get("load_seconds") \
-                    if worker.ready else None
-                if not _call(worker, texts_cmd, out, workers, threads, "tokens"):
-                    continue
+                out[name]["load_seconds"][str(threads)] = (worker.ready or {}).get("load_seconds")
+                _call(worker, texts_cmd, out, workers, threads, "tokens")
             if threads == cfg.eval_threads:
                 _run_evals(jobs, workers, out, threads)
             _run_timing(cfg, workers, out, threads, len(batch))

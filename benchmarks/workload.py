@@ -132,6 +132,7 @@ def load_eval_data(data_dir: Path | None, sources_file: Path | None = None,
         tests[name] = TestSet(name, [r.text for r in kept], [str(r.label) for r in kept],
                               [r.domain for r in kept])
     summary = {
+        "sources_file": str(sources_file) if sources_file else None,
         "sources": sources.describe(),
         "rows": {"train": len(data.train), **{name: len(t) for name, t in tests.items()}},
         "test_rows_also_in_training_data_removed": removed,

@@ -69,6 +69,7 @@ class GateAttempt:
 
     settings: dict[str, Any]
     drop: float | None = None  # accuracy points lost against fp32 ONNX (never below 0)
+    size_bytes: int | None = None
     agreement: float | None = None
     max_logit_diff: float | None = None
     passed: bool = False
@@ -81,11 +82,12 @@ class GateAttempt:
         if self.error is not None:
             return f"{what}: failed ({self.error})"
         return (f"{what}: drop {self.drop:.2f} points, agreement {self.agreement:.4f}, "
-                f"max |logit diff| {self.max_logit_diff:.4g}")
+                f"max |logit diff| {self.max_logit_diff:.4g}, {self.size_bytes / 1e6:.2f} MB")
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.settings, "drop_points": self.drop, "agreement": self.agreement,
-                "max_logit_diff": self.max_logit_diff, "passed": self.passed, "error": self.error}
+                "max_logit_diff": self.max_logit_diff, "size_bytes": self.size_bytes,
+                "passed": self.passed, "error": self.error}
 
 
 @dataclass
@@ -121,24 +123,25 @@ def attempt_plan(requested: dict[str, Any], *, can_calibrate: bool) -> list[dict
     """Quantization settings to try, in order, without repeats:
 
     1. the requested settings;
-    2. embeddings left in fp32 (the 8-bit embedding tables are the largest single error);
+    2. the same with the embedding tables left in fp32 (exact embeddings, much larger file);
     3. per-tensor / per-channel weights, whichever was not requested;
-    4. per-channel with fp32 embeddings and the fused graph (``optimized=True``);
-    5. static QDQ with MinMax calibration (only with calibration texts);
-    6. the other instruction-set target (``avx2``'s u8/u8 if a s8 target was requested).
+    4. dynamic quantization of the fused graph (``optimized=True``: QAttention);
+    5. the other instruction-set target (``avx2``'s u8 weights if s8 was requested);
+    6. static QDQ with MinMax calibration, last because it measured the least accurate
+       (only with calibration texts).
     """
     base = {**DEFAULT_SETTINGS, **{k: requested[k] for k in QUANTIZE_KEYS if k in requested}}
+    dynamic = {**base, "mode": "dynamic"}
     other_target = "avx2" if base["target"] != "avx2" else "avx512_vnni"
     plan = [
         base,
         {**base, "quantize_embeddings": False},
         {**base, "per_channel": not base["per_channel"]},
-        {**base, "per_channel": True, "quantize_embeddings": False, "optimized": True,
-         "mode": "dynamic"},
+        {**dynamic, "optimized": not base["optimized"]},
+        {**dynamic, "target": other_target},
     ]
     if can_calibrate:
-        plan.append({**base, "mode": "static", "per_channel": True, "optimized": False})
-    plan.append({**base, "target": other_target, "mode": "dynamic", "optimized": False})
+        plan.append({**base, "mode": "static", "optimized": False})
     unique: list[dict[str, Any]] = []
     for settings in plan:
         if settings not in unique:
@@ -158,13 +161,15 @@ def run_gate(
     max_drop: float = 1.0,
     settings: dict[str, Any] | None = None,
     calibration_texts: Sequence[str] | None = None,
+    max_model_bytes: int | None = None,
     threads: int = 2,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
 ) -> GateResult:
     """Quantize ``fp32_onnx`` and keep the first int8 variant within ``max_drop`` accuracy
     points (percentage points) of fp32 on ``texts``/``labels``; raise :class:`GateError`
-    when none is. A negative ``max_drop`` can never be met.
+    when none is. A negative ``max_drop`` can never be met. With ``max_model_bytes`` an int8
+    file larger than that fails too (fp32 embeddings can blow a size budget).
 
     >>> result = run_gate("runs/onnx/model.onnx", "runs/gate", texts=test_texts,
     ...                   labels=test_labels, label_names=["negative", "positive"],
@@ -209,7 +214,9 @@ def run_gate(
         attempt.drop = figures["accuracy_drop_points"]
         attempt.agreement = figures["agreement"]
         attempt.max_logit_diff = figures["max_abs_logit_diff"]
-        attempt.passed = attempt.drop <= max_drop
+        attempt.size_bytes = attempt.quantization.settings["size_bytes"]
+        fits = max_model_bytes is None or attempt.size_bytes <= max_model_bytes
+        attempt.passed = attempt.drop <= max_drop and fits
         logger.info("gate attempt %d: %s -> %s", index, attempt.describe(),
                     "pass" if attempt.passed else "fail")
         if attempt.passed:
@@ -217,9 +224,10 @@ def run_gate(
             return GateResult(max_drop, fp32_torch, fp32, attempt.evaluation,
                               attempt.quantization, attempts)
     lines = "\n".join(f"  {i + 1}. {a.describe()}" for i, a in enumerate(attempts))
+    budget = f" in at most {max_model_bytes / 1e6:.2f} MB" if max_model_bytes else ""
     raise GateError(
         f"accuracy gate failed: no int8 variant stayed within {max_drop} points of fp32 "
-        f"accuracy {fp32.accuracy:.4f} on {len(texts)} test texts; attempts:\n{lines}",
+        f"accuracy {fp32.accuracy:.4f} on {len(texts)} test texts{budget}; attempts:\n{lines}",
         attempts,
     )
 

@@ -79,10 +79,12 @@ def package_model(
     quantize_embeddings: bool = True,
     name: str | None = None,
     overwrite: bool = False,
+    max_model_bytes: int | None = None,
 ) -> PackageResult:
     """Build, gate, calibrate and write the int8 bundle of the student in ``student_dir``.
 
-    Labels may be given as indices into ``labels`` or as label names. Raises
+    Labels may be given as indices into ``labels`` or as label names. ``max_model_bytes``
+    makes the gate also refuse int8 files above that size (e.g. ``15_000_000``). Raises
     :class:`~edgesent_export.gate.GateError` when no int8 variant is within ``max_drop``
     accuracy points of fp32, and :class:`PackageError` when the written bundle does not
     reproduce the gate's int8 logits.
@@ -126,7 +128,8 @@ def package_model(
             encoder=encoder, student_dir=student_dir, max_drop=max_drop,
             settings={"target": target, "mode": mode, "per_channel": per_channel,
                       "quantize_embeddings": quantize_embeddings},
-            calibration_texts=list(val_texts), threads=threads, progress=progress,
+            calibration_texts=list(val_texts), max_model_bytes=max_model_bytes,
+            threads=threads, progress=progress,
         )
         int8_path = gate.quantization.path
         run = {"threads": threads, "batch_size": DEFAULT_BATCH_SIZE, "progress": progress}

@@ -230,13 +230,17 @@ def test_build_layout_finds_the_students_fp32_export(quick_run: tuple[int, Path,
     _, out, _ = quick_run
     build = tmp_path / "build"
     shutil.copytree(tiny_build_dir, build)
-    (build / "work" / "int8").mkdir(parents=True)
-    shutil.copy(out / "work" / "teacher-int8" / "model.onnx", build / "work" / "int8")
-    shutil.copy(out / "work" / "student-fp32" / "model.onnx", build / "work" / "fp32.onnx")
+    (build / "work" / "gate" / "int8").mkdir(parents=True)  # as edgesent_export.package
+    (build / "work" / "onnx-fp32").mkdir()
+    shutil.copy(out / "work" / "teacher-int8" / "model.onnx", build / "work" / "gate" / "int8")
+    shutil.copy(out / "work" / "student-fp32" / "model.onnx", build / "work" / "onnx-fp32")
     layout = BuildLayout.find(build)
     assert layout.teacher == build / "teacher" / "best"
     assert layout.student == build / "student" / "best"
-    assert layout.fp32_onnx == build / "work" / "fp32.onnx"
+    assert layout.fp32_onnx == build / "work" / "onnx-fp32" / "model.onnx"
+    (build / "work" / "onnx-fp32" / "model.onnx").unlink()  # any fp32 graph will do, not int8
+    shutil.copy(out / "work" / "student-fp32" / "model.onnx", build / "work" / "fp32.onnx")
+    assert BuildLayout.find(build).fp32_onnx == build / "work" / "fp32.onnx"
     shutil.copytree(build / "student" / "best", build / "student-small")
     assert BuildLayout.find(build).student == build / "student-small"  # preferred
 

@@ -20,7 +20,7 @@ edgesent build "$out" \
     --model "$base" --epochs 1 --lr 5e-5 --batch-size 32 --eval-every 450 \
     --max-length 256 --truncation head_tail --head-tokens 64 \
     --student-layers "$layers" --student-epochs 1 --student-lr 1e-4 \
-    --temperature 2 --alpha 0.5 --vocab-min-count 1 --threads 2 \
+    --temperature 2 --alpha 0.5 --vocab-min-count 8 --threads 2 \
     --target avx512_vnni --max-drop 1.0 --name edgesent-reviews-en \
     --licence "fdu_mtl.jsonl.gz=CC-BY-4.0 (upload record)" \
     --licence "pycaret_amazon.jsonl.gz=MIT (repository)" \

@@ -45,9 +45,10 @@ def teacher_dir(
     """A confident two-layer teacher, fine-tuned here on synthetic reviews."""
     out = tmp_path_factory.mktemp("teacher")
     data = formatted(review_factory(240, seed=3))
-    result = finetune(tiny_distilbert_dir, data, out, config=tiny_config(epochs=4, batch_size=8),
-                      encoding=TINY_ENCODING, progress=False)
-    assert result.val_metrics["accuracy"] > 0.85
+    config = tiny_config(epochs=6, batch_size=8, learning_rate=5e-3)
+    result = finetune(tiny_distilbert_dir, data, out, config=config, encoding=TINY_ENCODING,
+                      progress=False)
+    assert result.val_metrics["accuracy"] > 0.85 and result.val_metrics["loss"] < 0.05
     return result.model_dir
 
 
@@ -159,7 +160,7 @@ def test_distillation_moves_the_student_towards_the_teacher(
     student = load_model(result.model_dir)
     assert student.config.n_layers == 1
     after = kl_to_teacher(student, held_out, encoder.pad_id)
-    assert after < 0.5 * before, (before, after)
+    assert before > 0.01 and after < 0.1 * before, (before, after)
     assert result.val_metrics["accuracy"] > 0.85
 
     record = json.loads((out / "result.json").read_text("utf-8"))
