@@ -194,6 +194,9 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
 
     paths = []
     groups = accuracy_columns(results)
@@ -213,6 +216,8 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
             ax.annotate(name, (latency, 100 * acc), textcoords="offset points", xytext=(5, 4),
                         fontsize=8)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
     ax.set_xlabel(f"p50 latency, batch 1, {results['config']['typical_length']} tokens, "
                   f"{min(results['config']['threads'])} thread (ms, log)")
     ax.set_ylabel(f"accuracy on {DISPLAY.get(main_group or '', main_group)} (%)")
@@ -234,7 +239,10 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
                 ax.plot(xs, ys, style, marker="o", color=color,
                         label=f"{name}, {threads} thr")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(results["config"]["lengths"])
+    ax.xaxis.set_major_formatter(plain)
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(plain)
     ax.set_xlabel("review length (tokens)")
     ax.set_ylabel("p50 latency, batch 1 (ms, log)")
     ax.set_title("Latency against review length")

@@ -69,7 +69,7 @@ def teacher_run(files: Path, tiny_distilbert_dir: Path, tmp_path_factory: pytest
         "train", out, "--model", tiny_distilbert_dir, "--data", files,
         "--train", "train.csv", "--test", "heldout=test.csv",
         "--text-column", "review", "--label-column", "rating", "--stars", STARS,
-        "--drop-label", "neu", "--batch-size", "8", "--epochs", "3", "--lr", "3e-3",
+        "--drop-label", "neu", "--batch-size", "8", "--epochs", "5", "--lr", "5e-3",
         "--val-fraction", "0.2", *FAST,
     ])
     return out, _ok(result)

