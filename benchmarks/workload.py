@@ -121,8 +121,14 @@ def load_eval_data(data_dir: Path | None, sources_file: Path | None = None,
     drops = DropCounts()
     train_sets = [source.read(drops) for source in sources.train]
     raw_tests = {name: source.read(drops) for name, source in sources.test.items()}
-    data = format_dataset(train_sets, raw_tests, val_fraction=0.05, seed=seed,
-                          labels=sources.labels or LABELS, drops=drops)
+    formatter_log = logging.getLogger("edgesent_export.data")
+    level = formatter_log.level
+    formatter_log.setLevel(logging.ERROR)  # its advice on class weights is for training runs
+    try:
+        data = format_dataset(train_sets, raw_tests, val_fraction=0.05, seed=seed,
+                              labels=sources.labels or LABELS, drops=drops)
+    finally:
+        formatter_log.setLevel(level)
     train_keys = {dedup_key(r.text) for rows in train_sets for r in rows}
     tests: dict[str, TestSet] = {}
     removed: dict[str, int] = {}

@@ -12,9 +12,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgesent_export.data import FormattedData, Review, format_dataset
-
 from edgesent.tokenization import EncodingSettings
+from edgesent_export.data import FormattedData, Review, format_dataset
 
 # Short enough to be fast, long enough to hold every synthetic review whole.
 TINY_ENCODING = EncodingSettings(max_length=48, truncation="head_tail", head_tokens=16)

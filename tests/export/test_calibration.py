@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
-from edgesent_export.calibration import calibration_report, fit_temperature, nll
 
 from edgesent.metrics import softmax
+from edgesent_export.calibration import calibration_report, fit_temperature, nll
 
 
 def _overconfident(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

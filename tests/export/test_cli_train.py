@@ -9,10 +9,10 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner, Result
-from edgesent_export.cli import register_commands
 from helpers_training import write_csv
 
 from edgesent.cli import main
+from edgesent_export.cli import register_commands
 
 STARS = "1-2:neg,3:neu,4-5:pos"
 FAST = ["--max-length", "48", "--head-tokens", "16", "--precision", "fp32", "--threads", "1",

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from edgesent.errors import InputError
 from edgesent_export.data import (
     ColumnSpec,
     DropCounts,
@@ -26,8 +28,6 @@ from edgesent_export.data import (
     reviews_to_jsonl,
     stratified_split,
 )
-
-from edgesent.errors import InputError
 
 ROWS = [
     {"title": "Lovely", "review": "Great kettle, boils fast", "rating": "pos"},

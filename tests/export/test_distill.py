@@ -16,6 +16,8 @@ pytest.importorskip("transformers", reason="needs the [export] extra")
 
 import torch
 import torch.nn.functional as F
+
+from edgesent.errors import InputError
 from edgesent_export.data import Review, format_dataset
 from edgesent_export.distill import (
     TEACHER_LOGITS_FILE,
@@ -28,8 +30,6 @@ from edgesent_export.distill import (
 from edgesent_export.finetune import encode_reviews, finetune, load_tokenizer, make_encoder
 from edgesent_export.student import make_student
 from edgesent_export.training import predict_logits
-
-from edgesent.errors import InputError
 
 LABELS = ["negative", "positive"]
 

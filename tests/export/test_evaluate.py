@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgesent_export.data import ColumnSpec, parse_star_rule
-from edgesent_export.evaluate import evaluate_model, format_report
-from edgesent_export.sources import Source
 from helpers_training import load_model, logits_of, write_csv
 
 from edgesent.classifier import Classifier
 from edgesent.errors import InputError
+from edgesent_export.data import ColumnSpec, parse_star_rule
+from edgesent_export.evaluate import evaluate_model, format_report
+from edgesent_export.sources import Source
 
 # Words the tiny test bundle's graph (tests/conftest.py) weighs as positive or negative.
 BUNDLE_ROWS = [

@@ -10,6 +10,10 @@ import pytest
 pytest.importorskip("torch", reason="needs the [export] extra")
 pytest.importorskip("optimum.onnxruntime", reason="needs the [export] extra")
 
+from tokenizers import Tokenizer
+
+from edgesent.errors import EdgesentError
+from edgesent.tokenization import EncodingSettings, TextEncoder
 from edgesent_export.gate import (
     GateError,
     attempt_plan,
@@ -17,10 +21,6 @@ from edgesent_export.gate import (
     onnx_logits,
     run_gate,
 )
-from tokenizers import Tokenizer
-
-from edgesent.errors import EdgesentError
-from edgesent.tokenization import EncodingSettings, TextEncoder
 
 LABELS = ["negative", "positive"]
 

@@ -10,6 +10,7 @@ transformers = pytest.importorskip("transformers", reason="needs the [export] ex
 pytest.importorskip("optimum.exporters.onnx", reason="needs the [export] extra")
 
 import onnxruntime as ort  # noqa: E402
+
 from edgesent_export.onnx_export import (  # noqa: E402
     GraphSignatureError,
     check_signature,

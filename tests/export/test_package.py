@@ -11,6 +11,8 @@ import pytest
 pytest.importorskip("torch", reason="needs the [export] extra")
 pytest.importorskip("optimum.onnxruntime", reason="needs the [export] extra")
 
+from edgesent import Classifier, load_bundle
+from edgesent.tokenization import EncodingSettings
 from edgesent_export.gate import GateError
 from edgesent_export.package import (
     PackageError,
@@ -18,9 +20,6 @@ from edgesent_export.package import (
     label_indices,
     package_model,
 )
-
-from edgesent import Classifier, load_bundle
-from edgesent.tokenization import EncodingSettings
 
 LABELS = ["negative", "positive"]
 ENCODING = EncodingSettings(max_length=64, truncation="head_tail", head_tokens=16)

@@ -12,10 +12,10 @@ pytest.importorskip("optimum.onnxruntime", reason="needs the [export] extra")
 
 import onnx
 import onnxruntime as ort
-from edgesent_export.quantize import calibration_samples, quantize
 from tokenizers import Tokenizer
 
 from edgesent.tokenization import EncodingSettings, TextEncoder
+from edgesent_export.quantize import calibration_samples, quantize
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from edgesent_export.sources import DATA_ENV, data_dir, load_sources
 
 from edgesent.errors import InputError
+from edgesent_export.sources import DATA_ENV, data_dir, load_sources
 
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:

@@ -12,6 +12,7 @@ pytest.importorskip("torch", reason="needs the [export] extra")
 pytest.importorskip("transformers", reason="needs the [export] extra")
 
 import torch
+
 from edgesent_export.student import choose_layers, make_student
 
 TEXTS = [

@@ -16,6 +16,7 @@ pytest.importorskip("torch", reason="needs the [export] extra")
 pytest.importorskip("transformers", reason="needs the [export] extra")
 
 import torch
+
 from edgesent_export.finetune import (
     best_saver,
     encode_reviews,

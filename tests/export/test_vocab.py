@@ -84,3 +84,27 @@ def test_rejects_bad_arguments(tmp_path, trained_tiny_distilbert_dir):
         shrink_vocabulary(trained_tiny_distilbert_dir, ["a"], tmp_path, min_count=0)
     with pytest.raises(ValueError, match="new directory"):
         shrink_vocabulary(trained_tiny_distilbert_dir, ["a"], trained_tiny_distilbert_dir)
+
+
+def test_tied_output_embeddings_are_sliced_too(tmp_path, tiny_tokenizer_dir, review_factory):
+    config = transformers.DistilBertConfig(vocab_size=len(
+        (tiny_tokenizer_dir / "vocab.txt").read_text("utf-8").split()), dim=32, n_heads=2,
+        n_layers=1, hidden_dim=64, max_position_embeddings=128, pad_token_id=0)
+    torch.manual_seed(0)
+    model = transformers.DistilBertForMaskedLM(config).eval()
+    source = tmp_path / "mlm"
+    model.save_pretrained(source, safe_serialization=True)
+    for item in tiny_tokenizer_dir.iterdir():
+        (source / item.name).write_bytes(item.read_bytes())
+    corpus = review_factory(30, seed=9).texts
+    result = shrink_vocabulary(source, corpus, tmp_path / "small")
+    small = transformers.DistilBertForMaskedLM.from_pretrained(result.path).eval()
+    assert small.get_output_embeddings().weight is small.get_input_embeddings().weight
+    old_tok = transformers.AutoTokenizer.from_pretrained(source)
+    new_tok = transformers.AutoTokenizer.from_pretrained(result.path)
+    old_batch = old_tok(corpus, padding=True, return_tensors="pt")
+    new_batch = new_tok(corpus, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        before = model(**old_batch).logits[..., result.kept_ids]
+        after = small(**new_batch).logits
+    torch.testing.assert_close(after, before, rtol=0, atol=1e-5)
