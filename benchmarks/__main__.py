@@ -78,6 +78,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--rounds", type=int, help="interleaved timing rounds")
     run.add_argument("--cold-runs", type=int, help="measured cold starts per system")
     run.add_argument("--seed", type=int, help="seed of the capped samples and timing texts")
+    run.add_argument("--dry-run", action="store_true", help="prepare the systems, print the "
+                     "expected duration and stop")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return top
 
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         max_eval_slow=args.max_eval_slow, rss_reviews=args.rss_reviews,
         ref_reviews=args.ref_reviews,
         reference_config=args.reference_config, cell_seconds=args.cell_seconds,
-        rounds=args.rounds, cold_runs=args.cold_runs, seed=args.seed)
+        rounds=args.rounds, cold_runs=args.cold_runs, seed=args.seed, dry_run=args.dry_run)
     try:
         cfg.validate()
     except ValueError as exc:
@@ -112,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, OSError) as exc:
         logger.error("%s", exc)
         return 1
+    if cfg.dry_run:
+        return 0
     print(f"results: {Path(cfg.out_dir) / 'results.md'}")
     failed = [n for n, s in results["systems"].items() if s.get("errors")]
     if failed:

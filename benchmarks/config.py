@@ -59,6 +59,7 @@ class RunConfig:
     cold_warmup: int = 1
     seed: int = 13
     time_limit_min: float = 20.0
+    dry_run: bool = False
     notes: list[str] = field(default_factory=list)
 
     @classmethod

@@ -171,6 +171,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     est = estimate(cfg, specs, sizes)
     est["prepare_s"] = round(time.perf_counter() - started)
     log_estimate(est, cfg, est["prepare_s"])
+    if cfg.dry_run:
+        return {"estimate_s": est, "systems": {s.name: {} for s in specs}, "skipped": skipped}
 
     spec_files = {s.name: s.write(work / f"spec-{s.name}.json") for s in specs}
     measured = run_workers(cfg, spec_files, jobs, lengths, batch, logs)

@@ -63,14 +63,15 @@ def test_negative_max_drop_fails_with_every_attempt_listed(trained_tiny_onnx, en
         run_gate(trained_tiny_onnx, tmp_path, texts=test_set.texts[:24],
                  labels=test_set.labels[:24], label_names=LABELS, encoder=encoder,
                  max_drop=-1.0, calibration_texts=test_set.texts[24:40], threads=1,
-                 progress=False)
+                 progress=False, max_model_bytes=10**9)
     error = info.value
     assert isinstance(error, EdgesentError)
     plan = attempt_plan({}, can_calibrate=True)
     assert len(error.attempts) == len(plan)
     assert [a.settings for a in error.attempts] == plan
     message = str(error)
-    assert "within -1.0 points" in message
+    assert "within -1.0 points" in message and "in at most 1000.00 MB" in message
+    assert all(a.error is None and 0 < a.size_bytes < 10**9 for a in error.attempts)
     for number in range(1, len(plan) + 1):
         assert f"\n  {number}. " in message
     assert len(re.findall(r"drop \d+\.\d\d points", message)) == len(plan)
