@@ -1,0 +1,66 @@
+"""``edgesent build`` end to end on a tiny BERT teacher, and its rerun skipping every stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from helpers_training import write_csv
+
+from edgesent import Classifier, load_bundle
+from edgesent.cli import main
+
+FAST = ["--max-length", "48", "--head-tokens", "16", "--precision", "fp32", "--threads", "1",
+        "--quiet", "--seed", "0", "--batch-size", "16"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path,
+          review_factory: Any) -> tuple[Path, list[str], Any]:
+    root = tmp_path_factory.mktemp("build")
+    train, test = review_factory(240, seed=41), review_factory(60, seed=42)
+    write_csv(root / "train.csv", train.rows(), ["text", "label"])
+    write_csv(root / "test.csv", test.rows(), ["text", "label"])
+    write_csv(root / "more.csv", [{"text": t} for t in review_factory(60, seed=43).texts],
+              ["text"])
+    args = [
+        "build", str(root / "out"), "--model", str(tiny_bert_dir),
+        "--train", str(root / "train.csv"), "--test", f"synthetic={root / 'test.csv'}",
+        "--unlabelled", str(root / "more.csv"), "--epochs", "4", "--lr", "3e-3",
+        "--student-epochs", "3", "--student-lr", "3e-3", "--student-layers", "2",
+        "--vocab-min-count", "1", "--max-drop", "5", *FAST,
+    ]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    return root / "out", args, test
+
+
+def test_build_writes_a_bundle_the_run_half_loads(built) -> None:
+    out, _, test = built
+    bundle = load_bundle(out / "bundle")
+    assert bundle.labels == ["negative", "positive"]
+    provenance = bundle.manifest["provenance"]
+    assert provenance["student"]["layers"] == 2
+    assert provenance["test_set"] == "synthetic"
+    assert provenance["vocabulary"]["min_count"] == 1
+    metrics = bundle.manifest["metrics"]["test"]
+    assert {"pytorch_fp32", "onnx_fp32", "onnx_int8", "int8_vs_fp32"} <= set(metrics)
+    summary = json.loads((out / "build_summary.json").read_text())
+    assert set(summary["stage_seconds"]) == {"teacher", "student", "vocabulary", "package"}
+    predictions = Classifier.load(out / "bundle", threads=1).predict(test.texts)
+    assert len(predictions) == len(test.texts)
+
+
+def test_rerun_skips_every_finished_stage(built) -> None:
+    out, args, _ = built
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()
+              and p.suffix in {".safetensors", ".onnx", ".npy"}}
+    second = CliRunner().invoke(main, args)
+    assert second.exit_code == 0, second.output
+    summary = json.loads((out / "build_summary.json").read_text())
+    assert summary["stage_seconds"] == {}, "a finished stage ran again"
+    after = {p: p.stat().st_mtime_ns for p in before}
+    assert after == before
