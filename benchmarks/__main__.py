@@ -45,7 +45,7 @@ def parser() -> argparse.ArgumentParser:
                                   "people would use instead.")
     sub = top.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the benchmark and write results.json, results.md "
-                         "and PNG plots", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                         "and PNG plots")
     run.add_argument("--quick", action="store_true",
                      help="small samples and short timings: a few minutes (CI uses it)")
     run.add_argument("--bundle", type=Path, help="edgesent bundle (default: the embedded "
@@ -54,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
                      "student/best, student-small, work/) for the comparison systems")
     run.add_argument("--data", type=Path, help="review data directory (default: $EDGESENT_DATA)")
     run.add_argument("--sources", type=Path, help="sources JSON file as `edgesent build "
-                     "--sources` reads (default: the build's FDU-MTL / pycaret / MARC sources)")
+                     "--sources` reads (default: examples/default_model/sources.json)")
     run.add_argument("--out", type=Path, help="output directory (default: "
                      "benchmarks/results/quick or benchmarks/results/full)")
     run.add_argument("--work-dir", type=Path, help="cache of exports and scratch files "

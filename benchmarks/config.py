@@ -92,6 +92,9 @@ class RunConfig:
             raise ValueError(f"--lengths must list token counts of at least 4, got {self.lengths}")
         if self.reference_config not in ("base", "tiny"):
             raise ValueError("--reference-config must be 'base' or 'tiny'")
+        if self.rounds < 1 or self.cell_seconds <= 0 or self.cold_runs < 0:
+            raise ValueError("--rounds must be at least 1, --cell-seconds positive and "
+                             "--cold-runs at least 0")
         for name in ("max_eval", "max_eval_slow"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -172,6 +172,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     est["prepare_s"] = round(time.perf_counter() - started)
     log_estimate(est, cfg, est["prepare_s"])
     if cfg.dry_run:
+        logger.info("dry run: stopping before the measurements")
         return {"estimate_s": est, "systems": {s.name: {} for s in specs}, "skipped": skipped}
 
     spec_files = {s.name: s.write(work / f"spec-{s.name}.json") for s in specs}

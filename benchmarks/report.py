@@ -115,10 +115,16 @@ def detail_tables(results: dict[str, Any]) -> list[str]:
             lines.append("| " + " | ".join(row) + " |")
     domains = sorted({g for s in results["systems"].values() for g in (s.get("accuracy") or {})
                       if g.count(":") == 1 and not g.endswith(":products")})
-    names = [n for n, s in results["systems"].items() if s.get("accuracy")]
+    sampled = {n: max(g["n"] for g in s["accuracy"].values())
+               for n, s in results["systems"].items() if s.get("accuracy")}
+    names = [n for n, rows in sampled.items() if rows == max(sampled.values(), default=0)]
     if domains and names:
-        lines += ["", "### Accuracy per domain (%)", "",
-                  "| domain | n | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 2)]
+        left_out = [n for n in sampled if n not in names]
+        lines += ["", "### Accuracy per domain (%)", ""]
+        if left_out:
+            note = f"Systems evaluated on a smaller sample are left out: {', '.join(left_out)}."
+            lines += [note, ""]
+        lines += ["| domain | n | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 2)]
         for group in domains:
             ns = [results["systems"][n]["accuracy"].get(group, {}).get("n") for n in names]
             accs = [results["systems"][n]["accuracy"].get(group, {}).get("accuracy")
@@ -127,7 +133,8 @@ def detail_tables(results: dict[str, Any]) -> list[str]:
                 f"{100 * a:.1f}" if a is not None else "–" for a in accs) + " |")
     subset = results.get("subset_accuracy") or {}
     if subset:
-        lines += ["", "### Accuracy on the capped subset († rows), every system (%)", "",
+        lines += ["", f"### Accuracy on the capped subset ({subset['rows_per_set']} rows per set, "
+                  "the † rows), every system (%)", "",
                   "| system | " + " | ".join(DISPLAY.get(g, g) for g in subset["groups"]) + " |",
                   "|" + "---|" * (len(subset["groups"]) + 1)]
         for name, accs in subset["systems"].items():
@@ -180,11 +187,12 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("data_note"):
         lines.append(f"- accuracy: {results['data_note']}")
     lines += detail_tables(results)
-    lines += ["", "Peak RSS is the process's VmHWM at batch 32 on "
-              f"{cfg['eval_threads']} threads. Environment: installed size of the system's "
-              "root distributions and everything they require (`results.json` lists them, and "
-              "what the process imported). Cold start: median wall time from launch to the "
-              "first printed prediction (the scripts are under the work directory)."]
+    threads = cfg["eval_threads"]
+    lines += ["", f"Peak RSS is the process's VmHWM at batch 32 on {threads} "
+              f"thread{'s' if threads > 1 else ''}. Environment: installed size of the system's "
+              "root distributions and everything they require (`results.json` lists them, "
+              "and what the process imported). Cold start: median wall time from launch to "
+              "the first printed prediction (the scripts are under the work directory)."]
     return "\n".join(lines) + "\n"
 
 

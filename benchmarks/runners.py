@@ -10,7 +10,6 @@ libraries only when built, so a worker process holds just what its system needs.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -207,6 +206,3 @@ def thread_env(threads: int) -> dict[str, str]:
     env.setdefault("TRANSFORMERS_VERBOSITY", "error")
     return env
 
-
-def dump_json(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))

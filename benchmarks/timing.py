@@ -136,7 +136,7 @@ def _run_evals(jobs: dict[str, EvalJob], workers: dict[str, WorkerClient],
         worker = workers.get(name)
         if worker is None:
             continue
-        logger.info("classifying %d reviews with %s (%d threads)", job.n, name, threads)
+        logger.info("classifying %d reviews with %s (threads=%d)", job.n, name, threads)
         cmd = {"op": "eval", "texts": str(job.texts), "out": str(job.out), "batch_size": 32}
         reply = _call(worker, cmd, out, workers, threads)
         if reply is not None:
