@@ -12,6 +12,7 @@ from .cli import (
     _encoding,
     _needs_export_extra,
     _sources_from_options,
+    _train_config,
     data_options,
     training_options,
 )
@@ -78,7 +79,6 @@ def build(out_dir: str, **opts: Any) -> None:
     from .data import ColumnSpec
     from .report import build_table
     from .sources import Source
-    from .training import TrainConfig
 
     sources = _sources_from_options(opts)
     sources.unlabelled += [
@@ -86,18 +86,10 @@ def build(out_dir: str, **opts: Any) -> None:
         for p in opts["unlabelled_files"]
     ]
 
-    def config(prefix: str) -> TrainConfig:
-        return TrainConfig(
-            epochs=opts[f"{prefix}epochs"], batch_size=opts["batch_size"],
-            learning_rate=opts[f"{prefix}lr"], eval_every=opts["eval_every"],
-            patience=opts["patience"], seed=opts["seed"], precision=opts["precision"],
-            threads=opts["threads"],
-        )
-
     plan = BuildPlan(
         sources=sources, out_dir=Path(out_dir), base_model=opts["base_model"],
         teacher_dir=Path(opts["teacher_dir"]) if opts["teacher_dir"] else None,
-        teacher=config(""), student=config("student_"), student_layers=opts["student_layers"],
+        teacher=_train_config(opts), student=_train_config(opts, "student_"), student_layers=opts["student_layers"],
         distill_temperature=opts["temperature"], distill_alpha=opts["alpha"],
         encoding=_encoding(opts), class_weights=opts["class_weights"] == "auto",
         vocab_min_count=opts["vocab_min_count"], target=opts["target"],
