@@ -89,7 +89,8 @@ def build(out_dir: str, **opts: Any) -> None:
     plan = BuildPlan(
         sources=sources, out_dir=Path(out_dir), base_model=opts["base_model"],
         teacher_dir=Path(opts["teacher_dir"]) if opts["teacher_dir"] else None,
-        teacher=_train_config(opts), student=_train_config(opts, "student_"), student_layers=opts["student_layers"],
+        teacher=_train_config(opts), student=_train_config(opts, "student_"),
+        student_layers=opts["student_layers"],
         distill_temperature=opts["temperature"], distill_alpha=opts["alpha"],
         encoding=_encoding(opts), class_weights=opts["class_weights"] == "auto",
         vocab_min_count=opts["vocab_min_count"], target=opts["target"],
