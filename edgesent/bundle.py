@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from edgesent.errors import BundleError
+from edgesent.graph import OUTPUT_NAME, feed, output_width, signature_problems
 from edgesent.tokenization import EncodingSettings, TextEncoder
 
 logger = logging.getLogger(__name__)
@@ -41,10 +41,6 @@ MANIFEST_NAME = "edgesent.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 TASK = "text-classification"
-REQUIRED_INPUTS = ("input_ids", "attention_mask")
-OPTIONAL_INPUTS = ("token_type_ids",)  # BERT-style graphs: fed zeros
-OUTPUT_NAME = "logits"
-_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 _KEYS = ("format", "format_version", "name", "task", "labels", "encoding", "tokenizer",
          "temperature", "model", "files", "provenance", "metrics")
 _SPECIAL_ROLES = {"pad": ("[PAD]", "<pad>"), "unk": ("[UNK]", "<unk>"), "cls": ("[CLS]", "<s>"),
@@ -225,7 +221,7 @@ def write_bundle(
     if width is None:  # dynamic output width: run the graph once to learn it
         ids, mask = TextEncoder(tokenizer, encoding).encode(["probe"])
         try:
-            width = session.run([OUTPUT_NAME], model_feed(session, ids, mask))[0].shape[1]
+            width = session.run([OUTPUT_NAME], feed(session, ids, mask))[0].shape[1]
         except Exception as exc:  # onnxruntime raises several private exception types
             _fail(out, MODEL_FILE, f"the graph fails on a probe text ({_first_line(exc)})")
     labels = tuple(labels)
@@ -276,17 +272,6 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-def model_feed(session: ort.InferenceSession, ids: np.ndarray, mask: np.ndarray) -> dict:
-    """The input dict for ``session.run``: dtypes as the graph declares them."""
-    feed = {}
-    for graph_input in session.get_inputs():
-        dtype = _INT_TYPES.get(graph_input.type, np.int64)
-        source = np.zeros_like(ids) if graph_input.name == "token_type_ids" else (
-            ids if graph_input.name == "input_ids" else mask)
-        feed[graph_input.name] = source.astype(dtype, copy=False)
-    return feed
 
 
 # -- internals ---------------------------------------------------------------------------
@@ -416,21 +401,9 @@ def _open_session(root: Path, name: str, path: Path, options: ort.SessionOptions
     except Exception as exc:  # onnxruntime raises several private exception types
         _fail(root, name, f"not an ONNX model that onnxruntime {ort.__version__} can load "
                           f"({_first_line(exc)})")
-    inputs = {i.name: i for i in session.get_inputs()}
-    if missing := [n for n in REQUIRED_INPUTS if n not in inputs]:
-        _fail(root, name, f"graph inputs are {sorted(inputs)}; missing {missing}")
-    if extra := sorted(set(inputs) - {*REQUIRED_INPUTS, *OPTIONAL_INPUTS}):
-        _fail(root, name, f"graph has inputs edgesent cannot feed: {extra}")
-    for graph_input in inputs.values():
-        if graph_input.type not in _INT_TYPES:
-            _fail(root, name, f"input {graph_input.name} is {graph_input.type}, expected int64")
-    outputs = {o.name: o for o in session.get_outputs()}
-    if OUTPUT_NAME not in outputs:
-        _fail(root, name, f"graph has no output named {OUTPUT_NAME!r} (it has {sorted(outputs)})")
-    shape = outputs[OUTPUT_NAME].shape
-    if len(shape) != 2:
-        _fail(root, name, f"output logits must be 2-D (batch, labels), not shape {shape}")
-    return session, shape[1] if isinstance(shape[1], int) else None
+    if problems := signature_problems(session):
+        _fail(root, name, problems[0])
+    return session, output_width(session)
 
 
 def _tokenizer_settings(path: Path, tokenizer: Tokenizer) -> dict[str, Any]:

@@ -56,7 +56,11 @@ def classification_report(
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of ``logits / temperature``, numerically stable."""
+    """Row-wise softmax of ``logits / temperature``, stable for large logits.
+
+    >>> softmax(np.array([[0.0, 0.0], [1000.0, 0.0]])).round(3).tolist()
+    [[0.5, 0.5], [1.0, 0.0]]
+    """
     scaled = np.asarray(logits, dtype=np.float64) / temperature
     scaled -= scaled.max(axis=-1, keepdims=True)
     exp = np.exp(scaled)

@@ -3,6 +3,10 @@
 One definition of encoding, used by the run half at inference and by the build half at
 training time, so a model always sees text cut the way it was trained on.
 
+A lone surrogate (``"\\ud83d"``, half of an emoji from a broken JSON or UTF-16 source)
+cannot be tokenized; it is replaced by U+FFFD, the Unicode replacement character, and the
+rest of the text is read as usual.
+
 Long reviews are cut *head plus tail*: the first ``head_tokens`` content tokens and the
 last ``max_length - specials - head_tokens`` content tokens are kept. Reviews often end
 with the verdict ("... would not buy again"), which end-truncation throws away.
@@ -10,6 +14,7 @@ with the verdict ("... would not buy again"), which end-truncation throws away.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +27,7 @@ TRUNCATION_STRATEGIES = ("head_tail", "head", "tail")
 # character, so this never changes which tokens survive truncation for sane inputs, and a
 # review of several megabytes costs no more than a long one.
 CHARS_PER_TOKEN_BOUND = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -72,10 +78,19 @@ class TextEncoder:
             raise ValueError("max_length leaves no room for content tokens")
         self.pad_id = _pad_id(tokenizer)
 
+    @property
+    def frame_length(self) -> int:
+        """Special tokens around every sequence: a text with no more has no content."""
+        return len(self.prefix) + len(self.suffix)
+
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, framed with special tokens and cut to ``max_length``."""
         clipped = [_clip_chars(text, self.settings.max_length) for text in texts]
-        encodings = self.tokenizer.encode_batch(clipped, add_special_tokens=False)
+        try:
+            encodings = self.tokenizer.encode_batch(clipped, add_special_tokens=False)
+        except TypeError:  # a lone surrogate: tokenizers takes only valid Unicode
+            clipped = [repair_surrogates(text) for text in clipped]
+            encodings = self.tokenizer.encode_batch(clipped, add_special_tokens=False)
         return [self.prefix + self._truncate(enc.ids) + self.suffix for enc in encodings]
 
     def _truncate(self, ids: list[int]) -> list[int]:
@@ -104,6 +119,15 @@ class TextEncoder:
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``input_ids`` and ``attention_mask`` for ``texts``, padded to the longest."""
         return self.pad(self.token_ids(texts))
+
+
+def repair_surrogates(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD.
+
+    >>> repair_surrogates("ok \\ud83d") == "ok \\ufffd"
+    True
+    """
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def _clip_chars(text: str, max_length: int) -> str:

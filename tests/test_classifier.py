@@ -12,7 +12,8 @@ import pytest
 
 import edgesent.models
 from edgesent import BundleError, Classifier, Prediction, write_bundle
-from edgesent.classifier import default_threads, softmax
+from edgesent.metrics import softmax
+from edgesent.runner import resolve_threads
 from edgesent.tokenization import EncodingSettings
 
 REVIEWS = [
@@ -112,8 +113,8 @@ def test_threads_and_metadata(tiny_bundle: Path) -> None:
     assert clf.labels == ["negative", "positive"]
     assert clf.manifest.name == "tiny-test" and clf.bundle.path == tiny_bundle
     assert "tiny-test" in repr(clf)
-    assert 1 <= default_threads() <= 8
-    assert Classifier.load(tiny_bundle).threads == default_threads()
+    assert 1 <= resolve_threads() <= 8
+    assert Classifier.load(tiny_bundle).threads == resolve_threads()
 
 
 def test_no_default_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1,0 +1,260 @@
+"""The one ONNX runner: texts → logits through a classifier graph, on the CPU.
+
+Everything in edgesent that runs an ONNX classifier goes through :class:`Runner`:
+:class:`edgesent.Classifier`, the server, the build half's accuracy gate and report, and
+the benchmarks. It owns the session options, the batching and the feed:
+
+1. texts are tokenized in chunks of :data:`CHUNK_TEXTS` (bounded memory for huge inputs);
+2. a text with no content tokens (blank, or only zero-width or control characters) is
+   not sent to the model: its row of logits is NaN;
+3. the rest are sorted by length and cut into batches of at most ``batch_size`` texts
+   whose padded size (texts × longest text) stays within ``token_budget`` tokens
+   (:func:`plan_batches`), so peak memory does not grow with the longest review;
+4. each batch runs through ONNX Runtime and the logits go back in input order.
+
+>>> from edgesent.models import DEFAULT_MODEL
+>>> runner = Runner.from_bundle(DEFAULT_MODEL, threads=1)
+>>> runner.logits(["Broke after a week.", "  "]).shape
+(2, 2)
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from edgesent.bundle import Bundle, open_bundle
+from edgesent.errors import BundleError
+from edgesent.graph import OUTPUT_NAME, feed, output_width, signature_problems
+from edgesent.tokenization import TextEncoder
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 32
+# Padded tokens (texts × longest text) per model call: 16 reviews of 256 tokens, or 32 of
+# 128. Attention holds batch × heads × length² floats, so this bounds the peak.
+DEFAULT_TOKEN_BUDGET = 4096
+MAX_DEFAULT_THREADS = 8  # more threads than this rarely helps a small model
+CHUNK_TEXTS = 2048  # texts tokenized together
+
+ProgressHook = Callable[[int], None]
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity, not the host's count).
+
+    >>> available_cpus() >= 1
+    True
+    """
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int when it is a positive integral number (numpy ints too).
+
+    >>> positive_int(np.int64(8), "batch_size")
+    8
+    >>> positive_int(0, "threads")
+    Traceback (most recent call last):
+    ...
+    ValueError: threads must be a positive integer, got 0
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
+    if number < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return number
+
+
+def resolve_threads(threads: Any = None) -> int:
+    """Intra-op threads to use: by default the CPUs this process may use, at most 8.
+
+    A count above those CPUs only adds contention (and threads by the thousand exhaust
+    memory), so it is clamped, with a warning.
+
+    >>> resolve_threads(1)
+    1
+    >>> resolve_threads(100_000) == available_cpus()
+    True
+    """
+    cpus = available_cpus()
+    if threads is None:
+        return max(1, min(cpus, MAX_DEFAULT_THREADS))
+    count = positive_int(threads, "threads")
+    if count > cpus:
+        logger.warning("threads=%d is more than the %d CPUs this process may use; using %d",
+                       count, cpus, cpus)
+        return cpus
+    return count
+
+
+def session_options(threads: int, *, memory_arena: bool = False) -> ort.SessionOptions:
+    """ONNX Runtime options for CPU inference on ``threads`` intra-op threads.
+
+    With ``memory_arena=False`` (the default) buffers go back to the system after each
+    call instead of staying in ONNX Runtime's arena at the size of the largest batch
+    ever seen. Pool threads do not spin while waiting, so idle sessions leave the cores
+    to others.
+
+    >>> session_options(2).intra_op_num_threads
+    2
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_cpu_mem_arena = memory_arena
+    options.enable_mem_pattern = memory_arena
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int = DEFAULT_BATCH_SIZE,
+                 token_budget: int = DEFAULT_TOKEN_BUDGET) -> list[list[int]]:
+    """Indices of ``lengths`` sorted by length, cut into batches of at most ``batch_size``
+    whose padded size (count × longest) stays within ``token_budget``.
+
+    A single text longer than the budget still gets a batch of its own.
+
+    >>> plan_batches([5, 1, 4, 2], batch_size=3, token_budget=100)
+    [[1, 3, 2], [0]]
+    >>> plan_batches([10, 10, 10], batch_size=32, token_budget=20)
+    [[0, 1], [2]]
+    """
+    batch_size = positive_int(batch_size, "batch_size")
+    token_budget = positive_int(token_budget, "token_budget")
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if current and (len(current) == batch_size
+                        or (len(current) + 1) * lengths[index] > token_budget):
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class Runner:
+    """An ONNX classifier graph with its text encoder: ``texts → logits``.
+
+    Safe to share between threads: ONNX Runtime sessions run concurrently and the
+    tokenizer is only read.
+
+    >>> from edgesent.models import DEFAULT_MODEL
+    >>> runner = Runner.from_bundle(DEFAULT_MODEL, threads=1, token_budget=512)
+    >>> runner.token_budget, runner.threads
+    (512, 1)
+    """
+
+    def __init__(self, session: ort.InferenceSession, encoder: TextEncoder, *,
+                 threads: int, name: str, bundle: Bundle | None = None,
+                 token_budget: int = DEFAULT_TOKEN_BUDGET) -> None:
+        if problems := signature_problems(session):
+            raise BundleError(f"{name}: {problems[0]}")
+        self.session = session
+        self.encoder = encoder
+        self.threads = threads
+        self.name = name
+        self.bundle = bundle
+        self.token_budget = positive_int(token_budget, "token_budget")
+        self.width = output_width(session)
+
+    @classmethod
+    def from_bundle(cls, path: str | os.PathLike[str], threads: Any = None, *,
+                    token_budget: int = DEFAULT_TOKEN_BUDGET,
+                    memory_arena: bool = False) -> Runner:
+        """Verify a bundle and open its graph (see :func:`edgesent.bundle.open_bundle`)."""
+        count = resolve_threads(threads)
+        options = session_options(count, memory_arena=memory_arena)
+        bundle, session, tokenizer = open_bundle(path, session_options=options)
+        encoder = TextEncoder(tokenizer, bundle.encoding)
+        runner = cls(session, encoder, threads=count, bundle=bundle,
+                     name=f"bundle {bundle.path}: {bundle.model_path.name}",
+                     token_budget=token_budget)
+        runner.width = len(bundle.labels)  # open_bundle checked a static width against it
+        return runner
+
+    @classmethod
+    def from_onnx(cls, onnx_path: str | os.PathLike[str], encoder: TextEncoder,
+                  threads: Any = None, *, token_budget: int = DEFAULT_TOKEN_BUDGET,
+                  memory_arena: bool = False) -> Runner:
+        """Open a bare ONNX graph (no bundle) that reads text through ``encoder``."""
+        count = resolve_threads(threads)
+        try:
+            session = ort.InferenceSession(
+                str(onnx_path), sess_options=session_options(count, memory_arena=memory_arena),
+                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises several private exception types
+            raise BundleError(f"{onnx_path}: not an ONNX model onnxruntime can load "
+                              f"({str(exc).strip().splitlines()[0][:300]})") from exc
+        return cls(session, encoder, threads=count, name=str(Path(onnx_path)),
+                   token_budget=token_budget)
+
+    def __repr__(self) -> str:
+        return (f"Runner({self.name!r}, threads={self.threads}, "
+                f"token_budget={self.token_budget})")
+
+    def logits(self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE,
+               token_budget: int | None = None,
+               on_progress: ProgressHook | None = None) -> np.ndarray:
+        """Logits of each text, shape ``(len(texts), labels)``, in input order.
+
+        Texts with no content tokens get a row of NaN. ``on_progress(n)`` is called
+        after each batch with the number of texts it finished.
+        """
+        budget = self.token_budget if token_budget is None else token_budget
+        batch_size = positive_int(batch_size, "batch_size")
+        out: np.ndarray | None = None if self.width is None else self._empty(len(texts))
+        frame = self.encoder.frame_length
+        for start in range(0, len(texts), CHUNK_TEXTS):
+            seqs = self.encoder.token_ids(texts[start : start + CHUNK_TEXTS])
+            live = [k for k, seq in enumerate(seqs) if len(seq) > frame]
+            if on_progress is not None and len(live) < len(seqs):
+                on_progress(len(seqs) - len(live))
+            for batch in plan_batches([len(seqs[k]) for k in live], batch_size, budget):
+                rows = [live[k] for k in batch]
+                logits = self.run(*self.encoder.pad([seqs[k] for k in rows]))
+                if out is None:
+                    self.width = logits.shape[1]
+                    out = self._empty(len(texts))
+                out[[start + k for k in rows]] = logits
+                if on_progress is not None:
+                    on_progress(len(rows))
+        return out if out is not None else self._empty(len(texts))
+
+    def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Logits of one padded batch; a failure names the model and the batch shape."""
+        try:
+            logits = self.session.run([OUTPUT_NAME], feed(self.session, ids, mask))[0]
+        except Exception as exc:  # onnxruntime raises several private exception types
+            raise BundleError(f"{self.name}: the model failed on a batch of shape "
+                              f"{ids.shape}: {str(exc).strip().splitlines()[0][:300]}") from exc
+        if logits.ndim != 2 or len(logits) != len(ids) or (
+                self.width is not None and logits.shape[1] != self.width):
+            expected = "" if self.bundle is None else (
+                f", but the manifest lists {len(self.bundle.labels)} labels "
+                f"({', '.join(self.bundle.labels)})")
+            raise BundleError(f"{self.name}: the model returned logits of shape "
+                              f"{logits.shape} for {len(ids)} texts{expected}")
+        return np.asarray(logits, dtype=np.float32)
+
+    def _empty(self, n: int) -> np.ndarray:
+        return np.full((n, self.width or 0), np.nan, dtype=np.float32)
