@@ -1,8 +1,10 @@
 """The HTTP service behind ``edgesent serve``: a FastAPI app around one ``Classifier``.
 
 Endpoints: ``POST /v1/classify``, ``GET /v1/model``, ``GET /healthz``, ``GET /readyz``,
-``GET /metrics`` (Prometheus text format), ``/openapi.json`` and ``/docs``. Every error is
-JSON, ``{"error": {"code": "...", "message": "..."}}``. Texts from concurrent requests are
+``GET /metrics`` (Prometheus text format), ``/openapi.json``, and the API docs at ``/docs``
+(Swagger UI) and ``/redoc``, whose scripts and styles are served by the app itself (from the
+``fastapi-offline`` package), so they work on a machine with no internet access. Every error
+is JSON, ``{"error": {"code": "...", "message": "..."}}``. Texts from concurrent requests are
 micro-batched (see ``edgesent.batching``). Needs the ``[serve]`` extra.
 """
 
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 try:
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, PlainTextResponse
+    from fastapi_offline import FastAPIOffline
     from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
     from starlette.exceptions import HTTPException
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -36,8 +39,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 WARMUP_TEXT = "The battery lasts all day and the screen is bright."
+DOCS_ASSETS = "/docs-assets"  # where the Swagger UI and ReDoc scripts are served from
 ENDPOINTS = ("/v1/classify", "/v1/model", "/healthz", "/readyz", "/metrics", "/openapi.json",
-             "/docs", "/redoc")
+             "/docs", "/redoc", DOCS_ASSETS)
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -212,9 +217,13 @@ class _ServiceMiddleware:
             await self.app(scope, self._limited(receive), send_and_watch)
         finally:
             metrics.in_flight -= 1
-            endpoint = getattr(scope.get("route"), "path", None) or scope.get("path")
+            endpoint = getattr(scope.get("route"), "path", None) or scope.get("path", "")
+            if endpoint.startswith(f"{DOCS_ASSETS}/"):
+                endpoint = DOCS_ASSETS
             endpoint = endpoint if endpoint in ENDPOINTS else "other"
-            metrics.observe_request(endpoint, scope.get("method", ""), status,
+            method = scope.get("method", "")  # any token is a valid method: keep labels bounded
+            method = method if method in METHODS else "other"
+            metrics.observe_request(endpoint, method, status,
                                     time.perf_counter() - started)
 
     def _too_large(self) -> str:
@@ -311,10 +320,12 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
     settings = settings or ServeSettings()
     metrics = _Metrics()
     state = {"ready": False, "warmup_error": None}
-    batch_size = max(settings.max_batch, 32)
 
     def predict(texts: list[str]) -> list[Prediction]:
-        return classifier.predict(texts, batch_size=batch_size)
+        # One call for everything gathered: the classifier sorts the texts by length and
+        # splits them into model calls under its token budget (not one batch padded to the
+        # longest text).
+        return classifier.predict(texts)
 
     batcher: MicroBatcher[Prediction] = MicroBatcher(
         predict, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
@@ -341,8 +352,11 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
             warming.cancel()
             await batcher.close()
 
-    app = FastAPI(title="edgesent", version=__version__, lifespan=lifespan,
-                  summary="Product-review sentiment, int8 ONNX on CPU.")
+    # FastAPIOffline: /docs and /redoc load their assets from DOCS_ASSETS, not a CDN; no
+    # validator badge either (Swagger UI would fetch it from outside).
+    app = FastAPIOffline(title="edgesent", version=__version__, lifespan=lifespan,
+                         summary="Product-review sentiment, int8 ONNX on CPU.",
+                         static_url=DOCS_ASSETS, swagger_ui_parameters={"validatorUrl": None})
     app.add_middleware(_ServiceMiddleware, metrics=metrics,
                        max_body_bytes=settings.max_body_bytes)
     error_responses: dict[int | str, dict[str, Any]] = {
@@ -376,6 +390,11 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
         except Exception as exc:
             logger.error("model call failed", exc_info=exc)
             raise ApiError(500, "model_error", f"the model failed: {type(exc).__name__}") from None
+        for i, prediction in enumerate(predictions):
+            if not prediction.ok:  # e.g. only zero-width or control characters: no tokens
+                where = '"text"' if single else f"texts[{i}]"
+                raise ApiError(422, "blank_text", f"{where} has no words the model can read "
+                               f"({prediction.error}); send some words to classify")
         results = [{"text": t, **p.to_dict()} for t, p in zip(texts, predictions, strict=True)]
         return JSONResponse(results[0] if single else {"results": results})
 

@@ -107,7 +107,7 @@ def serve(bundle: Path, log: Path, *args: str) -> Iterator[tuple[int, subprocess
 @pytest.fixture(scope="module")
 def served(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[tuple[int, subprocess.Popen, Path]]:
-    """One `edgesent serve` for the module; the SIGTERM test, last, stops it."""
+    """One `edgesent serve` shared by the module's tests (the SIGTERM test has its own)."""
     log = tmp_path_factory.mktemp("serve") / "server.log"
     with serve(tiny_bundle, log, "--max-batch", "8", "--max-wait-ms", "5",
                *[f"--{k.replace('_', '-')}={v}" for k, v in LIMITS.items()]) as (port, proc):
@@ -150,6 +150,15 @@ def metrics(port: int) -> dict[str, float]:
     status, headers, data = request(port, "GET", "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain")
     return parse_metrics(data.decode())
+
+
+def settled(port: int, key: str, want: float, timeout: float = 10) -> float:
+    """The metric ``key`` once it reaches ``want`` (a request is counted just after its
+    response is sent), or its value when ``timeout`` runs out."""
+    deadline = time.monotonic() + timeout
+    while (value := metrics(port).get(key, 0)) < want and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return value
 
 
 def test_single_text_answers_as_the_classifier_does(server, tiny_classifier):
@@ -274,8 +283,35 @@ def test_openapi_and_docs(server):
     assert set(schema["properties"]) == {"text", "texts"}
     assert {"200", "400", "413", "422"} <= set(classify["responses"])
     assert {"/v1/model", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
-    status, _, page = request(server, "GET", "/docs")
-    assert status == 200 and b"openapi.json" in page
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_work_offline(server, page):
+    """Every script, style and icon of the docs pages is served by the app itself."""
+    status, headers, html = request(server, "GET", page)
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    text = html.decode()
+    assert "/openapi.json" in text
+    assert not re.findall(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", text), text  # no outside URL
+    assets = re.findall(r'(?:src|href)="([^"]+)"', text)
+    assert any(a.endswith(".js") for a in assets), assets
+    for asset in assets:
+        assert asset.startswith("/docs-assets/"), asset
+        status, headers, data = request(server, "GET", asset)
+        assert status == 200 and len(data) > 100, (asset, status)
+        kind = {"js": "javascript", "css": "text/css", "png": "image/png"}[asset.rsplit(".", 1)[1]]
+        assert kind in headers["content-type"], (asset, headers["content-type"])
+    key = 'edgesent_requests_total{endpoint="/docs-assets",method="GET",status="200"}'
+    assert settled(server, key, len(assets)) >= len(assets)
+
+
+def test_metric_labels_stay_bounded_whatever_the_client_sends(server):
+    before = metrics(server)
+    for i, method in enumerate(["PROPFIND", "MKCOL", "LOCK", "PURGE", "REPORT"]):
+        assert request(server, method, f"/made-up/{i}")[0] == 404
+    key = 'edgesent_requests_total{endpoint="other",method="other",status="404"}'
+    assert settled(server, key, before.get(key, 0) + 5) == before.get(key, 0) + 5
+    assert not [key for key in metrics(server) if "LOCK" in key or "made-up" in key]
 
 
 def test_metrics_count_requests_errors_and_batches(server):
@@ -409,16 +445,18 @@ def test_serve_user_errors_are_one_line(tiny_bundle, tmp_path, monkeypatch):
     assert 'pip install "edgesent[serve]"' in no_extra.output
 
 
-def test_sigterm_drains_the_request_in_flight_then_exits_0(served, tiny_classifier):
-    """Runs last: it stops the module's server.
+def test_sigterm_drains_the_request_in_flight_then_exits_0(tiny_bundle, tiny_classifier,
+                                                          tmp_path):
+    """A server of its own, so the test order does not matter.
 
     The client sends the headers and half of a chunked body; the server gets SIGTERM and
     stops accepting connections; then the client sends the rest. The server must still
     answer it (through the micro-batcher) before it exits, with status 0.
     """
-    port, proc, log = served
+    log = tmp_path / "server.log"
     body = json.dumps({"text": REVIEWS[3]}).encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+    with (serve(tiny_bundle, log, "--max-batch", "8", "--max-wait-ms", "5") as (port, proc),
+          socket.create_connection(("127.0.0.1", port), timeout=30) as sock):
         sock.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: test\r\n"
                      b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
                      + b"%x\r\n%s\r\n" % (10, body[:10]))
@@ -440,6 +478,6 @@ def test_sigterm_drains_the_request_in_flight_then_exits_0(served, tiny_classifi
         response = http.client.HTTPResponse(sock)
         response.begin()
         status, answer = response.status, json.loads(response.read())
+        assert proc.wait(timeout=30) == 0, log.read_text()
     assert status == 200
     assert_same(answer, expected(tiny_classifier, REVIEWS[3]))
-    assert proc.wait(timeout=30) == 0, log.read_text()
