@@ -1,59 +1,109 @@
-"""Read reviews from CSV, TSV, JSON Lines or plain-text files (or stdin), one at a time.
+"""Read reviews from CSV, TSV, JSON Lines, JSON, Parquet or plain-text files (or stdin).
 
-Files are read line by line as bytes and decoded strictly, so a stray Latin-1 byte is
-reported with its line and byte column instead of turning into mojibake, and a file of
-any size streams in constant memory.
+The one reader of review files for both halves: ``edgesent predict`` reads with
+:class:`ReviewReader`, the build half reads labelled rows with :class:`RecordReader` and
+:func:`resolve_column`. Both give the one :class:`Review` type.
 
->>> with ReviewReader("reviews.csv", text_column="review") as reader:  # doctest: +SKIP
-...     for review in reader:
-...         print(review.line, review.text)
+Files stream in constant memory (a JSON array is the exception: it is parsed whole).
+Bytes are decoded strictly, line by line, so a stray Latin-1 byte is reported with its
+line and column instead of turning into mojibake. A byte order mark selects UTF-8,
+UTF-16 or UTF-32; gzip is recognised by its magic bytes. ``\\n``, ``\\r\\n`` and a lone
+``\\r`` each end a line.
+
+>>> import io
+>>> data = io.BytesIO(b"id,review\\r1,Great value\\r2,Broke after a week\\r")
+>>> with ReviewReader("-", fmt="csv", stream=data) as reader:
+...     [(r.line, r.text, r.fields["id"]) for r in reader]
+[(2, 'Great value', '1'), (3, 'Broke after a week', '2')]
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
+import gzip
+import io
 import json
-import logging
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import re
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 from edgesent.errors import InputError
 
-logger = logging.getLogger(__name__)
-
-FORMATS = ("csv", "tsv", "jsonl", "txt")
+FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "txt")
 SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl",
-                  ".ndjson": "jsonl", ".json": "jsonl"}
+                  ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet",
+                  ".txt": "txt"}
 # Column names tried, in order, when no text column is given (compared case-insensitively).
 TEXT_COLUMN_GUESSES = ("text", "review", "review_text", "reviewtext", "review_body", "body",
                        "content", "comment", "sentence")
 STDIN = "-"
+PARQUET_HINT = 'reading Parquet needs pyarrow: pip install pyarrow (or "edgesent[export]")'
 _FIELD_LIMIT = 1 << 30  # csv's default (128 KiB per field) is too small for long reviews
+_BLOCK = 1 << 16
+_EOL = re.compile(rb"\r\n?|\n")
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+         (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+         (codecs.BOM_UTF16_BE, "utf-16-be"))
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
 class Review:
-    """One review and the (1-based) line of the input where its record starts."""
+    """One review: its text, and what the file said about it.
+
+    ``label``, ``source`` and ``domain`` are filled by the build half's labelled reader;
+    ``line`` is the (1-based) line, or Parquet row, where the record starts (0 when the
+    text did not come from a file); ``fields`` holds the record's columns as read, for
+    writing them back beside the prediction. Neither ``line`` nor ``fields`` takes part
+    in equality.
+
+    >>> Review("Great value", "positive") == Review("Great value", "positive", line=7)
+    True
+    """
 
     text: str
+    label: str | None = None
+    source: str = ""
+    domain: str | None = None
+    line: int = field(default=0, compare=False)
+    fields: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+class Record(NamedTuple):
+    """One record of a file: where it starts and its value, a bare text or the columns."""
+
     line: int
+    value: str | dict[str, Any]
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
-    """Input format from the file suffix: csv, tsv, jsonl, or txt for anything else.
+    """Input format from the file suffix (``.gz`` looked through); txt when unknown.
 
-    >>> detect_format("reviews.tsv"), detect_format("reviews.ndjson"), detect_format("r")
-    ('tsv', 'jsonl', 'txt')
+    >>> [detect_format(p) for p in ("r.tsv", "r.ndjson", "r.jsonl.gz", "r.parquet", "r")]
+    ['tsv', 'jsonl', 'jsonl', 'parquet', 'txt']
     """
-    return SUFFIX_FORMATS.get(Path(path).suffix.lower(), "txt")
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    return SUFFIX_FORMATS.get(suffixes[-1], "txt") if suffixes else "txt"
 
 
-def resolve_column(columns: Sequence[str], wanted: str | None, where: str) -> int:
-    """Index of the review column: ``wanted`` (exact, then case-insensitive) or a guess.
+def resolve_column(columns: Sequence[str], wanted: str | None, where: str, *,
+                   role: str = "", guess: bool = True) -> int:
+    """Index of a column: ``wanted`` (exact, then case-insensitive), else a guess.
+
+    ``role`` names the column in messages ("label" → "no label column ..."); with
+    ``guess``, a ``wanted`` of None tries :data:`TEXT_COLUMN_GUESSES`, then a lone column.
 
     >>> resolve_column(["id", "Review", "stars"], None, "r.csv")
     1
@@ -65,55 +115,70 @@ def resolve_column(columns: Sequence[str], wanted: str | None, where: str) -> in
     names = [str(c).strip() for c in columns]
     lowered = [n.lower() for n in names]
     listing = ", ".join(names) if names else "none"
+    noun = f"{role} column" if role else "column"
     if wanted is not None:
-        if wanted in names:
-            return names.index(wanted)
-        if lowered.count(wanted.lower()) == 1:
-            return lowered.index(wanted.lower())
-        message = f"{where}: no column {wanted!r} (columns: {listing})"
+        if wanted in columns:
+            return list(columns).index(wanted)
+        if wanted.strip() in names:
+            return names.index(wanted.strip())
+        if lowered.count(wanted.strip().lower()) == 1:
+            return lowered.index(wanted.strip().lower())
+        message = f"{where}: no {noun} {wanted!r} (columns: {listing})"
         close = difflib.get_close_matches(wanted.lower(), lowered, n=1, cutoff=0.6)
         if close:
             message += f"; did you mean {names[lowered.index(close[0])]!r}?"
         raise InputError(message)
-    for guess in TEXT_COLUMN_GUESSES:
-        if guess in lowered:
-            return lowered.index(guess)
-    if len(names) == 1:
-        return 0
+    if guess:
+        for candidate in TEXT_COLUMN_GUESSES:
+            if candidate in lowered:
+                return lowered.index(candidate)
+        if len(names) == 1:
+            return 0
     raise InputError(f"{where}: cannot tell which column holds the reviews (columns: {listing}); "
                      "name it with --text-column")
 
 
-class ReviewReader:
-    """Iterate over the reviews of a file or of stdin (``"-"``), validating as it goes.
+class RecordReader:
+    """The records of a file or of stdin (``"-"``), in order, validated as they are read.
 
-    Opening checks what can be checked up front (the file exists, is not empty, has the
-    text column); each record is then read and checked when iterated. ``fmt`` defaults to
-    :func:`detect_format` (plain text for stdin).
+    ``fmt`` defaults to :func:`detect_format` (plain text for stdin). Opening checks what
+    can be checked up front (the file exists and is not empty, the encoding); a CSV
+    header is read with the first record. Every problem raises :class:`InputError`
+    naming the input, the line (or Parquet row) and, where it helps, the column.
+
+    >>> import io
+    >>> list(RecordReader("-", fmt="jsonl", stream=io.BytesIO(b'{"text": "ok"}\\n\\n"fine"\\n')))
+    [Record(line=1, value={'text': 'ok'}), Record(line=3, value='fine')]
     """
 
     def __init__(self, source: str | os.PathLike[str], *, fmt: str | None = None,
-                 text_column: str | None = None, stream: BinaryIO | None = None) -> None:
+                 stream: BinaryIO | None = None) -> None:
         self.is_stdin = str(source) == STDIN
         self.name = "<stdin>" if self.is_stdin else str(source)
         self.format = fmt or ("txt" if self.is_stdin else detect_format(source))
         if self.format not in FORMATS:
             raise InputError(f"{self.name}: unknown input format {self.format!r} "
                              f"(choose from {', '.join(FORMATS)})")
-        if text_column is not None and self.format == "txt":
-            raise InputError(f"{self.name}: plain text has no columns; a text column applies "
-                             "to CSV, TSV and JSONL input")
-        self.text_column = text_column
         self.path = None if self.is_stdin else Path(source)
-        self._fh = stream if stream is not None else self._open()
+        self.columns: list[str] | None = None  # a CSV/TSV header, once read
+        self.gzipped = False
+        self.encoding = "utf-8"
+        self._raw: BinaryIO = stream if stream is not None else self._open()
         self._owns = stream is None
-        self._lines = self._decoded_lines()
-        self._records = self._parse()
         try:
-            self._first = next(self._records, None)  # header and first-row errors surface now
+            self._stream = self._sniff()
         except BaseException:
             self.close()
             raise
+
+    @property
+    def unit(self) -> str:
+        """What a record's position counts: ``line`` (``row`` for Parquet)."""
+        return "row" if self.format == "parquet" else "line"
+
+    def where(self, line: int) -> str:
+        """``"<name>: line <n>"``, the start of a message about one record."""
+        return f"{self.name}: {self.unit} {line}"
 
     def _open(self) -> BinaryIO:
         assert self.path is not None
@@ -127,13 +192,265 @@ class ReviewReader:
             raise InputError(f"{self.name}: no such file") from None
         except PermissionError:
             raise InputError(f"{self.name}: permission denied") from None
+        except OSError as exc:
+            raise InputError(f"{self.name}: cannot read ({exc.strerror or exc})") from None
+
+    def _sniff(self) -> _Readable:
+        """The decompressed byte stream, positioned after any byte order mark."""
+        if self.format == "parquet":
+            return self._raw
+        stream: _Readable = _Guarded(self._raw, self.name)
+        head = _read_at_least(stream, 4)
+        if head.startswith(_GZIP_MAGIC):
+            self.gzipped = True
+            unzipped = gzip.GzipFile(fileobj=_Prefixed(head, stream), mode="rb")  # type: ignore[arg-type]
+            stream = _Guarded(unzipped, self.name)
+            head = _read_at_least(stream, 4)
+        if not head:
+            raise InputError(f"{self.name}: the input is empty")
+        for bom, encoding in _BOMS:
+            if head.startswith(bom):
+                self.encoding = encoding
+                head = head[len(bom):]
+                break
+        else:
+            if len(head) >= 4 and (head[1::2] == b"\0\0" or head[0::2] == b"\0\0"):
+                raise InputError(f"{self.name}: looks like UTF-16 without a byte order mark; "
+                                 "save the file as UTF-8")
+        stream = _Prefixed(head, stream)
+        if self.encoding != "utf-8":
+            stream = _Transcoded(stream, self.encoding, self.name)
+        return stream
+
+    def __iter__(self) -> Iterator[Record]:
+        if self.format == "txt":
+            return (Record(n, _strip_eol(text)) for n, text in self.lines())
+        if self.format in ("jsonl", "json"):
+            return self._json()
+        if self.format == "parquet":
+            return self._parquet()
+        return self._delimited("\t" if self.format == "tsv" else ",")
+
+    def __enter__(self) -> RecordReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns:
+            self._raw.close()
+
+    def estimate_rows(self) -> int | None:
+        """About how many records the file holds, for a progress bar; None when unknown."""
+        if self.path is None or self.gzipped:
+            return None
+        if self.format == "parquet":
+            try:
+                import pyarrow.parquet as pq
+
+                return int(pq.ParquetFile(self.path).metadata.num_rows)
+            except Exception:  # an estimate only; reading reports the real problem
+                return None
+        count, last = 0, b"\n"
+        with open(self.path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                count += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
+                last = block[-1:]
+        count += last not in (b"\n", b"\r")
+        return max(count - (self.format in ("csv", "tsv")), 0)
+
+    # -- parsing -------------------------------------------------------------------------
+
+    def lines(self) -> Iterator[tuple[int, str]]:
+        """``(line number, text with its line ending)`` for each line of a text input."""
+        for number, raw in enumerate(_raw_lines(self._stream), start=1):
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                column = len(raw[: exc.start].decode("utf-8")) + 1
+                bad = raw[exc.start : exc.start + 1].hex()
+                raise InputError(f"{self.name}: line {number}, column {column}: invalid "
+                                 f"UTF-8 (byte 0x{bad}); save the file as UTF-8") from None
+
+    def _delimited(self, delimiter: str) -> Iterator[Record]:
+        if csv.field_size_limit() < _FIELD_LIMIT:
+            csv.field_size_limit(_FIELD_LIMIT)
+        reader = csv.reader((text for _, text in self.lines()), delimiter=delimiter,
+                            strict=True)
+        names: list[str] = []
+        while True:
+            start = reader.line_num + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                raise InputError(self._csv_message(exc, start, reader.line_num)) from None
+            if self.columns is None:  # the header
+                if not any(name.strip() for name in fields):
+                    raise InputError(f"{self.name}: line {start}: no header row (the first "
+                                     "line must name the columns)")
+                self.columns = names = unique_names(fields)
+                continue
+            if not fields:  # a blank line is not a record
+                continue
+            if len(fields) > len(names):
+                names = unique_names(
+                    [*names, *(f"column_{i}" for i in range(len(names) + 1, len(fields) + 1))])
+            yield Record(start, dict(zip(names, fields, strict=False)))
+        if self.columns is None:
+            raise InputError(f"{self.name}: no header row (the input holds only blank lines)")
+
+    def _csv_message(self, exc: csv.Error, start: int, line: int) -> str:
+        text = str(exc)
+        if "unexpected end of data" in text:
+            return f"{self.name}: line {start}: a quoted field opened on this line is never closed"
+        if "expected after" in text:
+            return (f"{self.name}: line {line}: text after a closing quote ({text}); quote the "
+                    "whole field and double any quote inside it")
+        return f"{self.name}: line {line}: malformed {self.format.upper()} ({text})"
+
+    def _json(self) -> Iterator[Record]:
+        lines = self.lines()
+        for number, line in lines:
+            stripped = line.strip()
+            if not stripped:
+                continue
+            if stripped.startswith("["):
+                yield from self._json_array(number, line, lines)
+                return
+            yield Record(number, self._json_value(line, number))
+            break
+        for number, line in lines:
+            if line.strip():
+                yield Record(number, self._json_value(line, number))
+
+    def _json_value(self, line: str, number: int) -> str | dict[str, Any]:
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{self.name}: line {number}, column {exc.colno}: invalid JSON: "
+                             f"{exc.msg}") from None
+        except RecursionError:
+            raise InputError(f"{self.name}: line {number}: JSON nested too deeply") from None
+        return self._checked(value, f"{self.name}: line {number}",
+                             "(edgesent reads JSON Lines: one object or string per line)")
+
+    def _checked(self, value: Any, where: str, hint: str) -> str | dict[str, Any]:
+        if value is None:
+            return ""
+        if isinstance(value, str | dict):
+            return value
+        raise InputError(f"{where}: expected a JSON object or string, got a JSON "
+                         f"{type_name(value)} {hint}")
+
+    def _json_array(self, first: int, line: str, rest: Iterator[tuple[int, str]]
+                    ) -> Iterator[Record]:
+        """Elements of one JSON array (edgesent's own ``--format json`` output reads back)."""
+        parts, starts = [line], [0]
+        for _, more in rest:
+            starts.append(starts[-1] + len(parts[-1]))
+            parts.append(more)
+        doc = "".join(parts)
+        decoder = json.JSONDecoder()
+
+        def fail(message: str, pos: int) -> InputError:
+            line_no = first + _line_index(starts, pos)
+            column = pos - starts[_line_index(starts, pos)] + 1
+            return InputError(f"{self.name}: line {line_no}, column {column}: {message}")
+
+        pos = doc.index("[") + 1
+        expect_value, count = True, 0
+        while True:
+            pos = _skip_space(doc, pos)
+            if pos >= len(doc):
+                raise fail("invalid JSON: the array is never closed", len(doc) - 1)
+            if doc[pos] == "]" and (count == 0 or not expect_value):
+                pos += 1
+                break
+            if not expect_value:
+                if doc[pos] != ",":
+                    raise fail("invalid JSON: expected ',' or ']' between array elements", pos)
+                pos, expect_value = pos + 1, True
+                continue
+            try:
+                value, end = decoder.raw_decode(doc, pos)
+            except json.JSONDecodeError as exc:
+                raise fail(f"invalid JSON: {exc.msg}", exc.pos) from None
+            except RecursionError:
+                raise fail("JSON nested too deeply", pos) from None
+            line_no = first + _line_index(starts, pos)
+            yield Record(line_no, self._checked(value, f"{self.name}: line {line_no}",
+                                                "(a JSON array of objects or strings)"))
+            pos, expect_value, count = end, False, count + 1
+        pos = _skip_space(doc, pos)
+        if pos < len(doc):
+            raise fail("extra data after the JSON array (one array per file, or JSON Lines)",
+                       pos)
+
+    def _parquet(self) -> Iterator[Record]:
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError as exc:
+            raise ImportError(PARQUET_HINT) from exc
+        source: Any = self.path if self.path is not None else io.BytesIO(self._raw.read())
+        try:
+            table = pq.ParquetFile(source)
+            self.columns = list(table.schema_arrow.names)
+            row = 0
+            for batch in table.iter_batches(batch_size=4096):
+                for values in batch.to_pylist():
+                    row += 1
+                    yield Record(row, values)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{self.name}: not a readable Parquet file ({exc})") from None
+
+
+class ReviewReader:
+    """The reviews of a file or of stdin (``"-"``), one :class:`Review` per record.
+
+    The text column is ``text_column`` or a guess (see :func:`resolve_column`); a record's
+    other columns ride along in :attr:`Review.fields`. Opening reads the header and the
+    first record, so a wrong column or a broken first line fails at once; later records
+    are checked as they are iterated.
+
+    >>> import io
+    >>> with ReviewReader("-", fmt="jsonl", stream=io.BytesIO(b'{"id": 7, "Review": "ok"}')) as r:
+    ...     [(review.text, dict(review.fields)) for review in r]
+    [('ok', {'id': 7, 'Review': 'ok'})]
+    """
+
+    def __init__(self, source: str | os.PathLike[str], *, fmt: str | None = None,
+                 text_column: str | None = None, stream: BinaryIO | None = None) -> None:
+        self._records = RecordReader(source, fmt=fmt, stream=stream)
+        self.name, self.format = self._records.name, self._records.format
+        self.is_stdin, self.path = self._records.is_stdin, self._records.path
+        if text_column is not None and self.format == "txt":
+            self._records.close()
+            raise InputError(f"{self.name}: plain text has no columns; a text column applies "
+                             "to CSV, TSV, JSON and Parquet input")
+        self.text_column = text_column
+        self.key: str | None = None  # the column that holds the text, once known
+        self._reviews = self._read()
+        try:
+            self._first = next(self._reviews, None)  # header and first-row errors surface now
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def columns(self) -> list[str] | None:
+        """The header of a CSV/TSV/Parquet input (None for other formats)."""
+        return self._records.columns
 
     def __iter__(self) -> Iterator[Review]:
         if self._first is None:
             return
         first, self._first = self._first, None
         yield first
-        yield from self._records
+        yield from self._reviews
 
     def __enter__(self) -> ReviewReader:
         return self
@@ -142,113 +459,56 @@ class ReviewReader:
         self.close()
 
     def close(self) -> None:
-        if self._owns:
-            self._fh.close()
+        self._records.close()
 
     def estimate_rows(self) -> int | None:
-        """Lines in the file (records, roughly), for a progress bar; None for stdin."""
-        if self.path is None:
-            return None
-        count, last = 0, b"\n"
-        with open(self.path, "rb") as fh:
-            while block := fh.read(1 << 20):
-                count += block.count(b"\n")
-                last = block[-1:]
-        count += last != b"\n"
-        return max(count - (self.format in ("csv", "tsv")), 0)
+        """About how many reviews the input holds, for a progress bar; None when unknown."""
+        return self._records.estimate_rows()
 
-    # -- parsing -------------------------------------------------------------------------
-
-    def _decoded_lines(self) -> Iterator[tuple[int, str]]:
-        seen = False
-        for number, raw in enumerate(self._fh, start=1):
-            seen = True
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            try:
-                yield number, raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                bad = raw[exc.start : exc.start + 1].hex()
-                raise InputError(f"{self.name}: line {number}, byte {exc.start + 1}: invalid "
-                                 f"UTF-8 (byte 0x{bad}); save the file as UTF-8") from None
-        if not seen:
-            raise InputError(f"{self.name}: the input is empty")
-
-    def _parse(self) -> Iterator[Review]:
-        if self.format == "txt":
-            return (Review(text.rstrip("\r\n"), number) for number, text in self._lines)
-        if self.format == "jsonl":
-            return self._jsonl()
-        return self._delimited("\t" if self.format == "tsv" else ",")
-
-    def _delimited(self, delimiter: str) -> Iterator[Review]:
-        if csv.field_size_limit() < _FIELD_LIMIT:
-            csv.field_size_limit(_FIELD_LIMIT)
-        reader = csv.reader((text for _, text in self._lines), delimiter=delimiter,
-                            strict=True)
-        column, column_name, row = -1, "", 0
-        while True:
-            start = reader.line_num + 1
-            try:
-                fields = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                if "unexpected end of data" in str(exc):
-                    raise InputError(f"{self.name}: line {start}: a quoted field opened on "
-                                     "this line is never closed") from None
-                raise InputError(f"{self.name}: line {reader.line_num}: {exc}") from None
-            if column < 0:  # the header
-                if not any(field.strip() for field in fields):
-                    raise InputError(f"{self.name}: line {start}: no header row (the first "
-                                     "line must name the columns)")
-                column = resolve_column(fields, self.text_column, self.name)
-                column_name = fields[column].strip()
+    def _read(self) -> Iterator[Review]:
+        records = self._records
+        count = 0
+        for record in records:
+            count += 1
+            value = record.value
+            if isinstance(value, str):
+                yield Review(value, line=record.line)
                 continue
-            if not fields:  # a blank line is not a record
-                continue
-            row += 1
-            if len(fields) <= column:
-                raise InputError(f"{self.name}: line {start} (row {row}): {len(fields)} "
-                                 f"field(s), but column {column_name!r} is field {column + 1}")
-            yield Review(fields[column], start)
-        if row == 0:
-            raise InputError(f"{self.name}: no reviews after the header row")
-
-    def _jsonl(self) -> Iterator[Review]:
-        key: str | None = None
-        for number, line in self._lines:
-            stripped = line.strip()
-            if not stripped:
-                continue
-            where = f"{self.name}: line {number}"
-            try:
-                value = json.loads(stripped)
-            except json.JSONDecodeError as exc:
-                if number == 1 and stripped.startswith("["):
-                    raise InputError(f"{where}: looks like a JSON array; edgesent reads JSON "
-                                     "Lines (one object or string per line)") from None
-                column = exc.colno + len(line) - len(line.lstrip())
-                raise InputError(f"{where}, column {column}: invalid JSON: {exc.msg}") from None
-            if isinstance(value, dict):
+            # A header names the columns once for the file; JSON names them per line.
+            where = self.name if records.columns is not None else records.where(record.line)
+            if self.key is None:
+                names = records.columns or list(value)
+                self.key = names[resolve_column(names, self.text_column, where)]
+            key = self.key if self.key in value else None
+            if key is None:
                 names = list(value)
-                if key is None:
-                    key = names[resolve_column(names, self.text_column, where)]
-                value = value[key if key in value else names[resolve_column(names, key, where)]]
-                if value is None:
-                    value = ""
-                if not isinstance(value, str):
-                    raise InputError(f"{where}: {key!r} is a JSON {_json_type(value)}, "
-                                     "expected a string")
-            elif not isinstance(value, str):
-                raise InputError(f"{where}: expected a JSON object or string, got a JSON "
-                                 f"{_json_type(value)} (edgesent reads JSON Lines)")
-            yield Review(value, number)
+                try:
+                    key = names[resolve_column(names, self.key, where)]
+                except InputError as exc:
+                    raise self._short_row(exc, record, value) from None
+            text = value[key]
+            if text is None:
+                text = ""
+            if not isinstance(text, str):
+                raise InputError(f"{records.where(record.line)}: {key!r} is a {self._kind} "
+                                 f"{type_name(text)}, "
+                                 "expected a string")
+            yield Review(text, line=record.line, fields=value)
+        if count == 0:
+            if records.columns is not None:
+                raise InputError(f"{self.name}: no reviews after the header row")
+            raise InputError(f"{self.name}: the input holds no reviews")
 
+    @property
+    def _kind(self) -> str:
+        return {"parquet": "Parquet", "csv": "CSV", "tsv": "TSV"}.get(self.format, "JSON")
 
-def _json_type(value: object) -> str:
-    names = {bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
-    return names.get(type(value), type(value).__name__)
+    def _short_row(self, exc: InputError, record: Record, value: dict[str, Any]) -> InputError:
+        columns = self._records.columns
+        if columns is None or self.key not in columns:
+            return exc
+        return InputError(f"{self.name}: line {record.line}: {len(value)} field(s), but "
+                          f"column {self.key!r} is field {columns.index(self.key) + 1}")
 
 
 def read_reviews(source: str | os.PathLike[str], *, fmt: str | None = None,
@@ -261,3 +521,148 @@ def read_reviews(source: str | os.PathLike[str], *, fmt: str | None = None,
     with ReviewReader(source, fmt=fmt, text_column=text_column) as reader:
         for review in reader:
             yield review.text
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Column names with repeats made unique (``a, a`` → ``a, a_2``), order kept.
+
+    >>> unique_names(["id", "text", "id", "id_2"])
+    ['id', 'text', 'id_3', 'id_2']
+    """
+    taken = set(names)
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        if name in seen:
+            n = 2
+            while f"{name}_{n}" in taken:
+                n += 1
+            name = f"{name}_{n}"
+            taken.add(name)
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+def type_name(value: object) -> str:
+    """The JSON name of a value's type (``number``, ``array``, ...), else its Python name."""
+    names = {bool: "boolean", int: "number", float: "number", list: "array", dict: "object",
+             type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+# -- bytes to lines -------------------------------------------------------------------------
+
+
+def _raw_lines(stream: _Readable) -> Iterator[bytes]:
+    """Lines of a byte stream with their endings; ``\\n``, ``\\r\\n`` and a lone ``\\r`` end one."""
+    parts: list[bytes] = []
+    pending_cr = False  # the line so far ends in \r, which may be the first half of \r\n
+    while block := stream.read(_BLOCK):
+        pos = 0
+        if pending_cr:
+            pending_cr = False
+            if block.startswith(b"\n"):
+                parts.append(b"\n")
+                pos = 1
+            yield b"".join(parts)
+            parts = []
+        for match in _EOL.finditer(block, pos):
+            end = match.end()
+            parts.append(block[pos:end])
+            pos = end
+            if end == len(block) and match.group() == b"\r":
+                pending_cr = True
+            else:
+                yield b"".join(parts)
+                parts = []
+        if pos < len(block):
+            parts.append(block[pos:])
+    if parts:
+        yield b"".join(parts)
+
+
+def _strip_eol(text: str) -> str:
+    return text[:-2] if text.endswith("\r\n") else text[:-1] if text[-1:] in "\r\n" else text
+
+
+def _line_index(starts: list[int], pos: int) -> int:
+    import bisect
+
+    return max(bisect.bisect_right(starts, pos) - 1, 0)
+
+
+def _skip_space(doc: str, pos: int) -> int:
+    while pos < len(doc) and doc[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _read_at_least(stream: _Readable, n: int) -> bytes:
+    data = b""
+    while len(data) < n and (more := stream.read(n - len(data))):
+        data += more
+    return data
+
+
+class _Prefixed:
+    """A byte stream with ``head`` (bytes already read from it) put back in front."""
+
+    def __init__(self, head: bytes, stream: _Readable) -> None:
+        self.head, self.stream = head, stream
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self.head:
+            if size < 0:
+                out, self.head = self.head + self.stream.read(), b""
+                return out
+            out, self.head = self.head[:size], self.head[size:]
+            return out
+        return self.stream.read(size)
+
+
+class _Guarded:
+    """Reads that turn a broken gzip stream or a read failure into an InputError."""
+
+    def __init__(self, stream: _Readable, name: str) -> None:
+        self.stream, self.name = stream, name
+
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            return self.stream.read(size)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise InputError(f"{self.name}: not a valid gzip file ({exc or 'truncated'})") from None
+        except OSError as exc:
+            raise InputError(f"{self.name}: cannot read ({exc.strerror or exc})") from None
+
+
+class _Transcoded:
+    """UTF-16/UTF-32 bytes re-encoded as UTF-8, bad code units reported by line and column."""
+
+    def __init__(self, stream: _Readable, encoding: str, name: str) -> None:
+        self.stream, self.encoding, self.name = stream, encoding, name
+        self.decoder = codecs.getincrementaldecoder(encoding)("strict")
+        self.line, self.column = 1, 1  # where the next decoded character sits
+
+    def read(self, size: int = -1, /) -> bytes:
+        while True:
+            block = self.stream.read(size if size > 0 else _BLOCK)
+            try:
+                text = self.decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                good = bytes(exc.object[: exc.start]).decode(self.encoding, "replace")
+                self._advance(good)
+                name = self.encoding.upper().replace("-LE", "").replace("-BE", "")
+                raise InputError(f"{self.name}: line {self.line}, column {self.column}: invalid "
+                                 f"{name} ({exc.reason}); save the file as UTF-8") from None
+            self._advance(text)
+            if text or not block:
+                return text.encode("utf-8", "surrogatepass")
+
+    def _advance(self, text: str) -> None:
+        breaks = text.count("\n") + text.count("\r") - text.count("\r\n")
+        if breaks:
+            self.line += breaks
+            self.column = len(text) - max(text.rfind("\n"), text.rfind("\r"))
+        else:
+            self.column += len(text)
