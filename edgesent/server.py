@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from edgesent import __version__
 from edgesent.batching import BatcherClosedError, MicroBatcher
+from edgesent.runner import DEFAULT_BATCH_SIZE
 
 if TYPE_CHECKING:
     from edgesent.classifier import Classifier, Prediction
@@ -201,7 +202,7 @@ class _ServiceMiddleware:
         status = 500
         metrics = self.metrics
 
-        async def send_and_watch(message: dict) -> None:
+        async def send_and_watch(message: MutableMapping[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -319,13 +320,14 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
     """
     settings = settings or ServeSettings()
     metrics = _Metrics()
-    state = {"ready": False, "warmup_error": None}
+    state: dict[str, Any] = {"ready": False, "warmup_error": None}
+    batch_size = max(settings.max_batch, DEFAULT_BATCH_SIZE)
 
     def predict(texts: list[str]) -> list[Prediction]:
         # One call for everything gathered: the classifier sorts the texts by length and
-        # splits them into model calls under its token budget (not one batch padded to the
-        # longest text).
-        return classifier.predict(texts)
+        # splits them into model calls under its token budget, not one batch padded to the
+        # longest text.
+        return classifier.predict(texts, batch_size=batch_size)
 
     batcher: MicroBatcher[Prediction] = MicroBatcher(
         predict, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,

@@ -1,4 +1,4 @@
-"""The ``edgesent serve`` command. Imports only click at module level.
+"""The ``edgesent serve`` command. Imports only click and the run half at module level.
 
 FastAPI and uvicorn (the ``[serve]`` extra) are imported when the command runs, so the
 rest of the CLI works without them. Also runnable alone:
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import click
 
+from edgesent.runner import DEFAULT_TOKEN_BUDGET
+
 logger = logging.getLogger(__name__)
 
 SERVE_HINT = 'pip install "edgesent[serve]"'
@@ -31,9 +33,19 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
               help="Address to listen on; 0.0.0.0 for every interface.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="ONNX Runtime threads [default: the CPUs this process may use, at most 8].")
+              help="ONNX Runtime threads [default: the CPUs this process may use, at most 8; "
+                   "more than those CPUs is clamped to them].")
+@click.option("--token-budget", type=click.IntRange(min=1), default=DEFAULT_TOKEN_BUDGET,
+              show_default=True,
+              help="Most padded tokens (texts × longest text) in one model call; bounds "
+                   "memory.")
+@click.option("--memory-arena/--no-memory-arena", default=False, show_default=True,
+              help="Keep ONNX Runtime's buffers between calls (a little faster; memory stays "
+                   "at the largest batch seen).")
 @click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Most texts gathered into one model batch; 1 turns micro-batching off.")
+              help="Most texts gathered from concurrent requests into one classifier call "
+                   "(sorted by length and split under --token-budget); 1 turns "
+                   "micro-batching off.")
 @click.option("--max-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="Longest wait for a batch to fill; 0 turns micro-batching off.")
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=1 << 20,
@@ -43,9 +55,9 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 @click.option("--max-chars", type=click.IntRange(min=1), default=20_000, show_default=True,
               help="Longest text accepted, in characters.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
-def serve(model: Path | None, host: str, port: int, threads: int | None, max_batch: int,
-          max_wait_ms: float, max_body_bytes: int, max_texts: int, max_chars: int,
-          log_level: str) -> None:
+def serve(model: Path | None, host: str, port: int, threads: int | None, token_budget: int,
+          memory_arena: bool, max_batch: int, max_wait_ms: float, max_body_bytes: int,
+          max_texts: int, max_chars: int, log_level: str) -> None:
     """Serve the classifier over HTTP (JSON API under /v1, docs at /docs).
 
     \b
@@ -68,7 +80,8 @@ def serve(model: Path | None, host: str, port: int, threads: int | None, max_bat
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        classifier = Classifier.load(model, threads=threads)
+        classifier = Classifier.load(model, threads=threads, token_budget=token_budget,
+                                     memory_arena=memory_arena)
     except (EdgesentError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms,
@@ -78,7 +91,9 @@ def serve(model: Path | None, host: str, port: int, threads: int | None, max_bat
     bound = sock.getsockname()[1]
     mode = (f"micro-batching up to {max_batch} texts / {max_wait_ms:g} ms"
             if max_batch > 1 and max_wait_ms > 0 else "micro-batching off")
-    logger.info("serving %s on http://%s:%d (%s)", classifier.bundle.path, host, bound, mode)
+    logger.info("serving %s on http://%s:%d (%s; %d threads, token budget %d, arena %s)",
+                classifier.bundle.path, host, bound, mode, classifier.threads,
+                classifier.runner.token_budget, "on" if memory_arena else "off")
     config = uvicorn.Config(create_app(classifier, settings), host=host, port=bound,
                             log_level=log_level, lifespan="on")
     server = uvicorn.Server(config)

@@ -22,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgesent.cli import main as edgesent_main
+from edgesent.runner import available_cpus
 from edgesent.server import ServeSettings, create_app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -219,6 +220,16 @@ BAD_INPUTS = [
     ("blank-text", b'{"text": "   "}', {}, 422, "blank_text", "blank"),
     ("blank-in-list", b'{"texts": ["fine", "\\n\\t"]}', {}, 422, "blank_text", "texts[1]"),
     ("surrogate", b'{"text": "bad \\ud800"}', {}, 422, "invalid_text", "surrogate"),
+    ("low-surrogate-in-list", b'{"texts": ["ok", "\\udc00 x"]}', {}, 422, "invalid_text",
+     "texts[1] holds an unpaired surrogate at character 0"),
+    # Effectively blank: no content tokens once invisible characters are dropped.
+    ("zero-width-space", b'{"text": "\\u200b"}', {}, 422, "blank_text",
+     '"text" has no words the model can read'),
+    ("bom-in-list", b'{"texts": ["fine", "\\ufeff"]}', {}, 422, "blank_text", "texts[1]"),
+    ("controls-only", b'{"text": "\\u0000\\u0007\\u001b"}', {}, 422, "blank_text",
+     "no words"),
+    ("joiners-only", '{"text": "\u200d\u2060\u200c"}'.encode(), {}, 422, "blank_text",
+     "no words"),
     ("too-many", json.dumps({"texts": ["ok"] * 9}).encode(), {}, 413, "too_many_texts",
      "limit is 8"),
     ("too-long", json.dumps({"text": "a" * 401}).encode(), {}, 413, "text_too_long",
@@ -244,6 +255,16 @@ def test_bad_input_gets_a_json_error_and_the_service_lives_on(server, body, head
     assert error["code"] == code
     assert words in error["message"]
     assert get_json(server, "/healthz") == (200, {"status": "ok"})
+
+
+def test_unusual_but_valid_unicode_is_answered_and_echoed_exactly(server, tiny_classifier):
+    texts = ["great \U0001f600", "love it \u200b", "e\u0301xcellent ca\u0327a",
+             "\u05d2\u05d3 great", "ok\u2028line\u2029para\x85next", "tab\tand\x7fdel"]
+    body = b'{"texts": ["great \\ud83d\\ude00", ' + json.dumps(texts[1:])[1:].encode() + b"}"
+    status, _, data = request(server, "POST", "/v1/classify", body)
+    assert status == 200, data
+    for got, text in zip(json.loads(data)["results"], texts, strict=True):
+        assert_same(got, expected(tiny_classifier, text))
 
 
 def test_streamed_body_over_the_limit_is_refused(server):
@@ -417,7 +438,8 @@ def test_readiness_reports_a_failed_warm_up(tiny_classifier):
 def test_serve_is_wired_into_the_cli_and_imports_nothing_heavy():
     result = CliRunner().invoke(edgesent_main, ["serve", "--help"])
     assert result.exit_code == 0
-    for option in ("--model", "--host", "--port", "--threads", "--max-batch", "--max-wait-ms",
+    for option in ("--model", "--host", "--port", "--threads", "--token-budget",
+                   "--memory-arena / --no-memory-arena", "--max-batch", "--max-wait-ms",
                    "--max-body-bytes", "--max-texts", "--max-chars", "--log-level"):
         assert option in result.output
     code = ("import sys, edgesent.cli, edgesent.server_cli; "
@@ -443,6 +465,31 @@ def test_serve_user_errors_are_one_line(tiny_bundle, tmp_path, monkeypatch):
     no_extra = runner.invoke(edgesent_main, ["serve", "--model", str(tiny_bundle)])
     assert no_extra.exit_code == 1
     assert 'pip install "edgesent[serve]"' in no_extra.output
+
+
+@pytest.mark.parametrize("option", ["--threads", "--token-budget", "--max-batch"])
+def test_serve_refuses_counts_below_one(tiny_bundle, option):
+    result = CliRunner().invoke(edgesent_main, ["serve", "--model", str(tiny_bundle),
+                                                option, "0"])
+    assert result.exit_code == 2
+    assert option in result.output and "x>=1" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_memory_settings_reach_the_classifier(tiny_bundle, tiny_classifier, tmp_path):
+    """A tiny token budget splits every gathered batch into several model calls; answers
+    stay those of the classifier. Too many threads are clamped to the CPUs, with a warning."""
+    log = tmp_path / "server.log"
+    with serve(tiny_bundle, log, "--token-budget", "40", "--memory-arena", "--threads",
+               "100000", "--log-level", "info") as (port, _):
+        results = post(port, {"texts": REVIEWS})[1]["results"]
+        started = log.read_text()
+    for got, review in zip(results, REVIEWS, strict=True):
+        assert_same(got, expected(tiny_classifier, review))
+    cpus = available_cpus()
+    assert f"{cpus} threads, token budget 40, arena on" in started, started
+    assert "threads=100000 is more than" in started, started
+    assert "Traceback" not in started
 
 
 def test_sigterm_drains_the_request_in_flight_then_exits_0(tiny_bundle, tiny_classifier,
