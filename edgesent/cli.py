@@ -1,12 +1,20 @@
 """The ``edgesent`` command line: ``predict`` and ``info``, plus ``serve`` and the build
-commands (train, distill, export, …) when those parts are installed."""
+commands (train, distill, export, evaluate, build).
+
+Every command is registered here; ``serve`` and the build commands are imported only when
+one of them runs or ``--help`` describes them, so ``import edgesent.cli`` stays light
+(no torch, no FastAPI, no build half). Errors a user can fix become one ``Error: ...``
+line and exit status 1, mapped in one place (:func:`edgesent.errors.user_message`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import io
 import json
-import logging
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -17,18 +25,26 @@ from typing import Any, TextIO, TypeVar
 import click
 
 from edgesent import __version__
-from edgesent.bundle import load_bundle
-from edgesent.classifier import CHUNK_TEXTS, Classifier, default_bundle_path
-from edgesent.errors import EdgesentError
+from edgesent.errors import user_message
 from edgesent.inputs import FORMATS as INPUT_FORMATS
 from edgesent.inputs import STDIN, Review, ReviewReader
 from edgesent.output import FORMATS as OUTPUT_FORMATS
-from edgesent.output import SUFFIX_FORMATS, make_writer
-
-logger = logging.getLogger(__name__)
+from edgesent.output import format_for_path, make_writer, render_table
+from edgesent.runner import CHUNK_TEXTS
 
 PROGRESS_MIN_ROWS = 500
 T = TypeVar("T")
+# Commands whose modules load when the command runs (or --help describes it).
+LAZY_COMMANDS = {
+    "serve": "edgesent.server_cli",
+    "train": "edgesent_export.cli",
+    "distill": "edgesent_export.cli",
+    "evaluate": "edgesent_export.cli",
+    "export": "edgesent_export.cli",
+    "build": "edgesent_export.cli",
+}
+# Output that must be written in place, never replaced by a renamed temporary file.
+_DEVICE_DIRS = ("/dev/", "/proc/")
 
 MAIN_EPILOG = """\b
 Examples:
@@ -55,19 +71,56 @@ Examples:
 
 
 class EdgesentGroup(click.Group):
-    """Turns edgesent and file errors into one-line ``Error: ...`` messages (exit 1)."""
+    """The ``edgesent`` group: lazily loaded commands, and errors as one-line messages."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            self.add_command(_load_command(cmd_name))
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except EdgesentError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:
-            if isinstance(exc, BrokenPipeError):  # e.g. `edgesent predict ... | head`
-                _silence_stdout()
-                sys.exit(1)
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+        except BrokenPipeError:  # e.g. `edgesent predict ... | head`
+            _silence_stdout()
+            sys.exit(1)
+        except click.ClickException:
+            raise
+        except Exception as exc:
+            message = user_message(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+
+
+def _load_command(name: str) -> click.Command:
+    """The command ``name`` from its module; a stand-in that explains when it cannot load."""
+    module_name = LAZY_COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+        command = getattr(module, name, None)
+        if not isinstance(command, click.Command):  # commands attached by a register hook
+            scratch = click.Group()
+            for hook in ("register_commands", "register_serve"):
+                if callable(getattr(module, hook, None)):
+                    getattr(module, hook)(scratch)
+            command = scratch.commands.get(name)
+        if command is None:
+            raise ImportError(f"{module_name} defines no command {name!r}")
+        return command
+    except Exception as exc:  # a broken optional part must not break predict or --help
+        reason = user_message(exc) or f"{type(exc).__name__}: {exc}"
+
+        @click.command(name, context_settings={"ignore_unknown_options": True},
+                       add_help_option=False, help=f"(unavailable: {reason})")
+        @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+        def unavailable(args: tuple[str, ...]) -> None:
+            raise click.ClickException(f"edgesent {name} is unavailable: {reason}")
+
+        return unavailable
 
 
 @click.group(cls=EdgesentGroup, epilog=MAIN_EPILOG,
@@ -88,34 +141,45 @@ def _model_option(func: Callable[..., Any]) -> Callable[..., Any]:
 @main.command(epilog=PREDICT_EPILOG)
 @click.argument("texts", nargs=-1, metavar="[TEXT]...")
 @click.option("-i", "--input", "input_path", metavar="FILE",
-              help="Read reviews from FILE: .csv, .tsv, .jsonl, or plain text with one review "
-                   "per line; '-' reads stdin.")
+              help="Read reviews from FILE: .csv, .tsv, .jsonl, .json, .parquet (.gz too), or "
+                   "plain text with one review per line; '-' reads stdin.")
 @click.option("--input-format", type=click.Choice(INPUT_FORMATS),
               help="Format of the input when the file suffix does not tell "
                    "[default: from the suffix; plain text for stdin].")
 @click.option("-c", "--text-column", metavar="NAME",
-              help="CSV/TSV column or JSONL key holding the review "
+              help="CSV/TSV column or JSON key holding the review "
                    "[default: text, review, content, … or the only column].")
 @click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write predictions to FILE (replaced only when all went well).")
+              help="Write predictions to FILE (a regular file is replaced only when all went "
+                   "well, keeping its permissions; a device or pipe is written in place).")
 @click.option("-f", "--format", "fmt", type=click.Choice(OUTPUT_FORMATS),
               help="Output format [default: from the --output suffix; otherwise table on a "
                    "terminal and jsonl in a pipe].")
+@click.option("--input-columns/--no-input-columns", default=True, show_default=True,
+              help="Write the input's columns (an id, a date) beside the prediction in "
+                   "json, jsonl and csv output.")
 @_model_option
 @click.option("-b", "--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              metavar="N", help="Reviews per model call.")
+              metavar="N", help="Most reviews per model call.")
+@click.option("--token-budget", type=click.IntRange(min=1), metavar="N",
+              help="Most padded tokens (reviews × longest review) per model call; bounds "
+                   "memory [default: the runner's].")
 @click.option("-t", "--threads", type=click.IntRange(min=1), metavar="N",
               help="CPU threads for the model [default: CPUs available to edgesent, at most 8].")
+@click.option("--memory-arena/--no-memory-arena", default=False, show_default=True,
+              help="Keep ONNX Runtime's memory arena (faster repeated calls, more memory).")
 @click.option("--progress/--no-progress", default=None,
-              help="Progress bar on stderr [default: for large files, on a terminal].")
+              help="Progress on stderr [default: for large inputs, on a terminal].")
 def predict(texts: tuple[str, ...], input_path: str | None, input_format: str | None,
             text_column: str | None, output_path: Path | None, fmt: str | None,
-            model: Path | None, batch_size: int, threads: int | None,
-            progress: bool | None) -> None:
+            input_columns: bool, model: Path | None, batch_size: int, token_budget: int | None,
+            threads: int | None, memory_arena: bool, progress: bool | None) -> None:
     """Classify reviews given as arguments, in a file, or on stdin.
 
     Each TEXT is one review; '-' reads reviews from stdin, one per line.
     """
+    from edgesent.classifier import Classifier
+
     if texts == (STDIN,) and input_path is None:
         texts, input_path = (), STDIN
     if texts and input_path is not None:
@@ -127,6 +191,11 @@ def predict(texts: tuple[str, ...], input_path: str | None, input_format: str | 
         input_path = STDIN
     if texts and (text_column or input_format):
         raise click.UsageError("--text-column and --input-format apply to --input only")
+    if output_path is not None and fmt is None:
+        try:
+            fmt = format_for_path(output_path)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="'-o' / '--output'") from None
 
     with contextlib.ExitStack() as stack:
         reader = None
@@ -134,26 +203,29 @@ def predict(texts: tuple[str, ...], input_path: str | None, input_format: str | 
             stream = sys.stdin.buffer if input_path == STDIN else None
             reader = stack.enter_context(ReviewReader(
                 input_path, fmt=input_format, text_column=text_column, stream=stream))
-        classifier = Classifier.load(model, threads=threads)
+        budget = {} if token_budget is None else {"token_budget": token_budget}
+        classifier = Classifier.load(model, threads=threads, memory_arena=memory_arena, **budget)
         out, fmt = _open_output(stack, output_path, fmt)
-        auto = input_path not in (None, STDIN) and _isatty(sys.stderr) and (
+        auto = input_path is not None and _isatty(sys.stderr) and (
             output_path is not None or not _isatty(out))
         want_bar = auto if progress is None else progress
         total = len(texts) if reader is None else (
             reader.estimate_rows() if want_bar or fmt == "table" else None)
-        writer = make_writer(fmt, out, classifier.labels, total=total)
-        bar = None
-        if want_bar and total and (progress or total >= PROGRESS_MIN_ROWS):
-            bar = stack.enter_context(
-                click.progressbar(length=total, label="Classifying", file=sys.stderr))
+        writer = make_writer(fmt, out, classifier.labels, total=total,
+                             input_columns=input_columns,
+                             columns=reader.columns if reader is not None else None)
+        show = want_bar and (progress or total is None or total >= PROGRESS_MIN_ROWS)
+        bar = _Progress(stack, total) if show else None
         reviews: Iterable[Review] = (
-            reader if reader is not None else [Review(t, n) for n, t in enumerate(texts, 1)])
+            reader if reader is not None else [Review(t, line=n) for n, t in enumerate(texts, 1)])
         for chunk in _chunks(reviews, CHUNK_TEXTS):
-            batch = [review.text for review in chunk]
-            writer.write_many(batch, classifier.predict(batch, batch_size=batch_size))
-            if bar is not None:
-                bar.update(len(batch))
+            predictions = classifier.predict([review.text for review in chunk],
+                                             batch_size=batch_size,
+                                             on_progress=bar.update if bar else None)
+            writer.write_many(chunk, predictions)
         writer.close()
+        if bar is not None:
+            bar.finish()
     if output_path is not None:
         click.echo(f"Wrote {writer.rows} prediction(s) to {output_path}", err=True)
 
@@ -166,6 +238,9 @@ def info(model: Path | None, as_json: bool) -> None:
 
     The bundle is verified first (checksums and model graph).
     """
+    from edgesent.bundle import load_bundle
+    from edgesent.classifier import default_bundle_path
+
     bundle = load_bundle(model if model is not None else default_bundle_path())
     manifest = bundle.manifest
     if as_json:
@@ -181,14 +256,14 @@ def info(model: Path | None, as_json: bool) -> None:
     if "lowercase" in tok:
         tok_bits.append("lowercase" if tok["lowercase"] else "cased")
     quant = manifest.model.get("quantization") or {}
-    precision = manifest.model["precision"] + (f" ({_inline(quant)})" if quant else "")
     model_size = manifest.files[manifest.model["file"]]["size"]
     rows = {
         "task": manifest.task,
         "labels": ", ".join(manifest.labels) + "  (logit order)",
         "encoding": f"{enc.max_length} tokens max, {enc.truncation} ({cut} content tokens)",
         "tokenizer": f"{tok['file']}: " + ", ".join(tok_bits),
-        "model": f"{manifest.model['file']}: {precision}, {_size(model_size)}",
+        "model": f"{manifest.model['file']}: {manifest.model['precision']}, {_size(model_size)}",
+        **({"quantization": _inline(quant)} if quant else {}),
         "temperature": str(manifest.temperature)
                        + ("  (uncalibrated)" if manifest.temperature == 1.0 else ""),
         "bundle": f"{_size(bundle.size_bytes)} in {len(manifest.files) + 1} files, "
@@ -212,27 +287,113 @@ def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 def _open_output(stack: contextlib.ExitStack, path: Path | None, fmt: str | None
                  ) -> tuple[TextIO, str]:
-    """stdout, or a temporary file beside ``path`` renamed over it when all went well."""
+    """Where predictions go, and in which format.
+
+    stdout (as UTF-8 for machine formats); a regular file (a symlink followed to its
+    target) through a temporary file beside it, renamed over it with its permissions
+    when all went well; anything else (a FIFO, a device, ``/dev/stdout``, a link into
+    ``/proc/self/fd``) written in place and never replaced.
+    """
     if path is None:
-        out = sys.stdout
-        return out, fmt or ("table" if _isatty(out) else "jsonl")
-    fmt = fmt or SUFFIX_FORMATS.get(path.suffix.lower(), "jsonl")
-    if path.parent and not path.parent.is_dir():
-        raise click.ClickException(f"{path}: directory {path.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fmt = fmt or ("table" if _isatty(sys.stdout) else "jsonl")
+        return _stdout(stack, fmt), fmt
+    fmt = fmt or format_for_path(path)
+    try:
+        st: os.stat_result | None = os.stat(path)  # follows symlinks
+    except FileNotFoundError:
+        st = None
+    if (st is not None and not stat.S_ISREG(st.st_mode)) or _through_devices(path):
+        out = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 (closed by stack)
+        stack.callback(out.close)
+        return out, fmt
+    target = Path(os.path.realpath(path))
+    if not target.parent.is_dir():
+        raise click.ClickException(f"{path}: directory {target.parent} does not exist")
+    if st is not None and not os.access(target, os.W_OK):
+        raise click.ClickException(f"{path}: permission denied")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    if st is None:
+        os.fchmod(fd, 0o666 & ~_umask())
+    else:
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))
+        with contextlib.suppress(OSError):
+            os.fchown(fd, st.st_uid, st.st_gid)
     out = os.fdopen(fd, "w", encoding="utf-8", newline="")
 
     def finish(exc_type: type[BaseException] | None, *_: object) -> None:
         out.close()
         if exc_type is None:
-            os.chmod(tmp_name, 0o644)
-            os.replace(tmp_name, path)
+            os.replace(tmp_name, target)
         else:
             Path(tmp_name).unlink(missing_ok=True)
 
     stack.push(finish)
-
     return out, fmt
+
+
+def _through_devices(path: Path) -> bool:
+    """Whether ``path`` or a symlink it leads through lies in /dev or /proc."""
+    current = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on symlink hops
+        if current.startswith(_DEVICE_DIRS):
+            return True
+        if not os.path.islink(current):
+            return False
+        current = os.path.normpath(os.path.join(os.path.dirname(current),
+                                                os.readlink(current)))
+    return False
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _stdout(stack: contextlib.ExitStack, fmt: str) -> TextIO:
+    """stdout, re-wrapped as UTF-8 (machine formats) or with replacement characters
+    (the table) when the locale's encoding could not write every review."""
+    out = sys.stdout
+    encoding = (getattr(out, "encoding", None) or "utf-8").lower().replace("-", "")
+    if encoding == "utf8" or not hasattr(out, "buffer"):
+        return out
+    out.flush()
+    wrapped = io.TextIOWrapper(out.buffer, encoding="utf-8" if fmt != "table" else out.encoding,
+                               errors="strict" if fmt != "table" else "replace", newline="",
+                               write_through=True)
+
+    def release() -> None:
+        with contextlib.suppress(ValueError, OSError):
+            wrapped.flush()
+            wrapped.detach()
+
+    stack.callback(release)
+    return wrapped
+
+
+class _Progress:
+    """Reviews classified so far on stderr: a bar when the total is known, else a count.
+
+    ``update`` is called after every model batch, so it moves every few dozen reviews.
+    """
+
+    def __init__(self, stack: contextlib.ExitStack, total: int | None) -> None:
+        self.done = 0
+        self.tty = _isatty(sys.stderr)
+        self.bar = None if not total else stack.enter_context(
+            click.progressbar(length=total, label="Classifying", file=sys.stderr))
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.tty:
+            click.echo(f"\rClassified {self.done:,} reviews", err=True, nl=False)
+
+    def finish(self) -> None:
+        if self.bar is None:
+            start = "\r" if self.tty else ""
+            click.echo(f"{start}Classified {self.done:,} reviews", err=True)
 
 
 def _isatty(stream: Any) -> bool:
@@ -249,12 +410,13 @@ def _silence_stdout() -> None:
 
 
 def _size(n: int) -> str:
+    """Decimal units, as the README and package indexes give sizes (14137667 → 14.1 MB)."""
     value = float(n)
-    for unit in ("B", "KiB", "MiB"):
-        if value < 1024:
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.2f} GiB"
+        value /= 1000
+    return f"{value:.2f} GB"
 
 
 def _scalar(value: Any) -> str:
@@ -300,38 +462,8 @@ def _table(rows: Mapping[str, Mapping[str, Any]], indent: int) -> list[str]:
     columns: list[str] = []
     for row in rows.values():
         columns += [c for c in row if c not in columns]
-    cells = [["", *columns]] + [[str(name), *(_scalar(row.get(c)) for c in columns)]
-                                for name, row in rows.items()]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-    lines = []
-    for cells_row in cells:
-        parts = [cell.ljust(w) if i == 0 else cell.rjust(w)
-                 for i, (cell, w) in enumerate(zip(cells_row, widths, strict=True))]
-        lines.append((" " * indent + "  ".join(parts)).rstrip())
-    return lines
-
-
-def _register(name: str, register: Callable[[click.Group], None]) -> None:
-    try:
-        register(main)
-    except Exception as exc:  # a broken optional part must not break predict/info
-        logger.warning("edgesent: could not add the %s commands: %s", name, exc)
-
-
-# Optional commands, attached only when their modules import (light imports only there).
-try:
-    from edgesent.server_cli import register_serve
-except ImportError:
-    pass
-else:
-    _register("serve", register_serve)
-
-try:
-    from edgesent_export.cli import register_commands
-except ImportError:
-    pass
-else:
-    _register("build", register_commands)
+    body = [[str(name), *(_scalar(row.get(c)) for c in columns)] for name, row in rows.items()]
+    return render_table(["", *columns], body, indent=indent)
 
 
 if __name__ == "__main__":  # pragma: no cover

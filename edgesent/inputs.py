@@ -203,7 +203,7 @@ class RecordReader:
         head = _read_at_least(stream, 4)
         if head.startswith(_GZIP_MAGIC):
             self.gzipped = True
-            unzipped = gzip.GzipFile(fileobj=_Prefixed(head, stream), mode="rb")  # type: ignore[arg-type]
+            unzipped = gzip.GzipFile(fileobj=_Prefixed(head, stream), mode="rb")  # type: ignore[call-overload]
             stream = _Guarded(unzipped, self.name)
             head = _read_at_least(stream, 4)
         if not head:
@@ -247,7 +247,7 @@ class RecordReader:
             return None
         if self.format == "parquet":
             try:
-                import pyarrow.parquet as pq
+                import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
                 return int(pq.ParquetFile(self.path).metadata.num_rows)
             except Exception:  # an estimate only; reading reports the real problem
@@ -391,8 +391,8 @@ class RecordReader:
 
     def _parquet(self) -> Iterator[Record]:
         try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+            import pyarrow as pa  # type: ignore[import-untyped]
+            import pyarrow.parquet as pq  # type: ignore[import-untyped]
         except ImportError as exc:
             raise ImportError(PARQUET_HINT) from exc
         source: Any = self.path if self.path is not None else io.BytesIO(self._raw.read())

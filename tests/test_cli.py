@@ -130,9 +130,12 @@ def test_input_files_align_with_output(run: Callable[..., Result], tmp_path: Pat
                                        kind: str) -> None:
     path = make_input(tmp_path, kind)
     rows = rows_of(run("predict", "--input", str(path), "--format", "json"), "json")
-    assert [r["text"] for r in rows] == TEXTS
+    column = "text" if kind == "txt" else "review"  # the input's own column is carried
+    assert [r[column] for r in rows] == TEXTS
     assert [r.get("label") for r in rows[:3]] == LABELS
     assert "label" not in rows[1] and rows[1]["error"] == "empty text"
+    if kind != "txt":
+        assert [str(r["id"]) for r in rows] == ["0", "1", "2", "3"]
 
 
 def test_text_column(run: Callable[..., Result], tmp_path: Path) -> None:
@@ -141,8 +144,10 @@ def test_text_column(run: Callable[..., Result], tmp_path: Path) -> None:
     by_default = rows_of(run("predict", "-i", str(path)), "jsonl")
     by_title = rows_of(run("predict", "-i", str(path), "--text-column", "title"), "jsonl")
     assert [r["text"] for r in by_default] == ["awful refund", "love it"]
-    assert [r["text"] for r in by_title] == ["great", "terrible"]
-    assert [r["label"] for r in by_title] == ["positive", "negative"]
+    assert [(r["text"], r["title"]) for r in by_title] == [("awful refund", "great"),
+                                                          ("love it", "terrible")]
+    assert [r["label"] for r in by_title] == ["positive", "negative"]  # from the titles
+    assert [r["label"] for r in by_default] == ["negative", "positive"]
 
 
 def test_input_format_option(run: Callable[..., Result], tmp_path: Path) -> None:
@@ -163,7 +168,7 @@ def test_many_rows_stream_in_chunks(run: Callable[..., Result], tmp_path: Path,
 
 
 @pytest.mark.parametrize(("name", "fmt"), [("out.csv", "csv"), ("out.json", "json"),
-                                           ("out.jsonl", "jsonl"), ("out.data", "jsonl")])
+                                           ("out.jsonl", "jsonl"), ("out", "jsonl")])
 def test_output_file(run: Callable[..., Result], tmp_path: Path, name: str, fmt: str) -> None:
     out = tmp_path / name
     result = run("predict", *TEXTS, "--output", str(out))
@@ -183,12 +188,12 @@ def test_failed_run_leaves_no_output_file(run: Callable[..., Result], tmp_path: 
     src = tmp_path / "in.txt"
     src.write_bytes(b"great\n" * 3 + b"bad \xff byte\n")
     out = tmp_path / "out.jsonl"
-    assert_one_line_error(run("predict", "-i", str(src), "-o", str(out)), "line 4, byte 5")
+    assert_one_line_error(run("predict", "-i", str(src), "-o", str(out)), "line 4, column 5")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
 
 
 @pytest.mark.parametrize(("content", "extra", "fragments"), [
-    (b"text\nok\ncaf\xe9\n", [], ["reviews.csv: line 3, byte 4: invalid UTF-8"]),
+    (b"text\nok\ncaf\xe9\n", [], ["reviews.csv: line 3, column 4: invalid UTF-8"]),
     (b"id,review_txt\n1,ok\n", ["--text-column", "review_text"],
      ["no column 'review_text'", "did you mean 'review_txt'?"]),
     (b"", [], ["reviews.csv: the file is empty"]),
