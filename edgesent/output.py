@@ -185,6 +185,9 @@ class CsvWriter(Writer):
                  columns: Sequence[str] | None = None) -> None:
         super().__init__(stream, labels, input_columns=input_columns)
         self._csv = csv.writer(stream, lineterminator="\n")
+        # csv quotes only the line terminator's characters: a lone \r would end the row
+        # for readers that honour it (edgesent's own), so such rows are quoted whole.
+        self._quoted = csv.writer(stream, lineterminator="\n", quoting=csv.QUOTE_ALL)
         self._columns: list[str] | None = (
             list(columns) if columns is not None and input_columns else None)
         self._names: dict[str, str] = {}
@@ -197,7 +200,9 @@ class CsvWriter(Writer):
         names = self._names
         header = [*self._columns, names["label"], names["score"],
                   *(names[f"p_{label}"] for label in self.labels), names["error"]]
-        self._csv.writerow([_csv_cell(name) for name in header])
+        cells = [_csv_cell(name) for name in header]
+        has_cr = any("\r" in cell for cell in cells)
+        (self._quoted if has_cr else self._csv).writerow(cells)
         return header
 
     def _write(self, review: Review, prediction: Prediction) -> None:
@@ -212,7 +217,8 @@ class CsvWriter(Writer):
             scores = [round(prediction.scores[x], DIGITS) if x in prediction.scores else ""
                       for x in self.labels]
             cells += [prediction.label, round(prediction.score, DIGITS), *scores, ""]
-        self._csv.writerow(cells)
+        has_cr = any(isinstance(cell, str) and "\r" in cell for cell in cells)
+        (self._quoted if has_cr else self._csv).writerow(cells)
 
     def close(self) -> None:
         if self.rows == 0:

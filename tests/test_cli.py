@@ -5,8 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -267,3 +274,247 @@ def test_info_json(run: Callable[..., Result], tiny_bundle: Path) -> None:
     assert result.exit_code == 0
     on_disk = json.loads((tiny_bundle / "edgesent.json").read_text(encoding="utf-8"))
     assert json.loads(result.stdout) == on_disk
+
+
+# -- issue 14: hostile input and output paths ---------------------------------------------
+
+
+def cli_process(tiny_bundle: Path, *args: str, stdin: bytes = b"",
+                cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    """The real command in its own process (file descriptors and /proc are real there)."""
+    return subprocess.run([sys.executable, "-m", "edgesent.cli", *args, "--model",
+                           str(tiny_bundle)], input=stdin, capture_output=True, cwd=cwd,
+                          timeout=120, check=False)
+
+
+def test_output_symlink_to_a_file_replaces_the_target_and_keeps_its_mode(
+        run: Callable[..., Result], tmp_path: Path) -> None:
+    target = tmp_path / "real.jsonl"
+    target.write_text("old\n", encoding="utf-8")
+    target.chmod(0o600)
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    assert run("predict", "love it", "-o", str(link)).exit_code == 0
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert json.loads(target.read_text(encoding="utf-8"))["label"] == "positive"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_output_to_a_new_file_follows_the_umask(run: Callable[..., Result],
+                                                tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        assert run("predict", "love it", "-o", str(tmp_path / "new.csv")).exit_code == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new.csv").stat().st_mode) == 0o640
+
+
+def test_output_to_a_fifo_is_written_through(tiny_bundle: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    result = cli_process(tiny_bundle, "predict", "love it", "awful", "-o", str(fifo))
+    reader.join(timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)  # still a FIFO, not a regular file
+    assert [json.loads(x)["text"] for x in got[0].splitlines()] == ["love it", "awful"]
+
+
+def test_output_to_proc_self_fd_and_dev_null(tiny_bundle: Path, tmp_path: Path) -> None:
+    link = tmp_path / "out"
+    link.symlink_to("/proc/self/fd/1")
+    result = cli_process(tiny_bundle, "predict", "love it", "-o", str(link))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["text"] == "love it"  # reached the real stdout
+    assert link.is_symlink() and os.readlink(link) == "/proc/self/fd/1"
+    result = cli_process(tiny_bundle, "predict", "love it", "-o", "/dev/null")
+    assert result.returncode == 0, result.stderr
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_output_to_dev_stdout_appends_to_a_redirected_file(tiny_bundle: Path,
+                                                          tmp_path: Path) -> None:
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"earlier": true}\n', encoding="utf-8")
+    with log.open("ab") as fh:  # like `>> log.jsonl`
+        done = subprocess.run([sys.executable, "-m", "edgesent.cli", "predict", "love it",
+                               "-o", "/dev/stdout", "--model", str(tiny_bundle)],
+                              stdout=fh, stderr=subprocess.PIPE, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = log.read_text(encoding="utf-8").splitlines()
+    assert json.loads(lines[0]) == {"earlier": True} and json.loads(lines[1])["text"] == "love it"
+
+
+def test_unknown_output_extension_is_an_error(run: Callable[..., Result],
+                                              tmp_path: Path) -> None:
+    out = tmp_path / "scores.xlsx"
+    result = run("predict", "love it", "-o", str(out))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "table, json, jsonl, csv" in result.stderr and ".xlsx" in result.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert run("predict", "love it", "-o", str(out), "-f", "csv").exit_code == 0
+
+
+def test_read_only_output_file_is_refused(run: Callable[..., Result], tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root may write any file")
+    out = tmp_path / "ro.jsonl"
+    out.write_text("keep\n", encoding="utf-8")
+    out.chmod(0o444)
+    assert_one_line_error(run("predict", "love it", "-o", str(out)), "permission denied")
+    assert out.read_text(encoding="utf-8") == "keep\n"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
+def test_input_columns_carried_and_clashes_prefixed(run: Callable[..., Result], tmp_path: Path,
+                                                    fmt: str) -> None:
+    path = tmp_path / "labelled.csv"
+    path.write_text("id,date,text,label\n7,2024-05-01,love it,negative\n8,2024-05-02,,x\n",
+                    encoding="utf-8")
+    rows = rows_of(run("predict", "-i", str(path), "-f", fmt), fmt)
+    assert [r["id"] for r in rows] == ["7", "8"] and rows[0]["date"] == "2024-05-01"
+    assert [r["label"] for r in rows] == ["negative", "x"]  # the input's labels, untouched
+    assert rows[0]["pred_label"] == "positive" and rows[1]["pred_error"] == "empty text"
+    bare = rows_of(run("predict", "-i", str(path), "-f", fmt, "--no-input-columns"), fmt)
+    assert set(bare[0]) <= {"text", "label", "score", "scores", "p_negative", "p_positive",
+                            "error"}
+    assert bare[0]["text"] == "love it" and bare[0]["label"] == "positive"
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_output_reads_back_as_input(run: Callable[..., Result], tmp_path: Path,
+                                    fmt: str) -> None:
+    """--format json (and jsonl, csv) output is valid input (item 9): a round trip."""
+    texts = [*TEXTS, "a\u2028b", 'quote " and, comma', "line\nbreak", "x\r"]
+    first = run("predict", *texts, "-f", fmt)
+    path = tmp_path / f"scored.{fmt}"
+    path.write_text(first.stdout, encoding="utf-8")
+    again = rows_of(run("predict", "-i", str(path), "-f", fmt), fmt)
+    assert len(again) == len(texts)
+    assert [r["text"] or "" for r in again] == texts
+    assert [r.get("pred_label") for r in again] == [r.get("label") for r in rows_of(first, fmt)]
+
+
+def test_cr_only_text_file(run: Callable[..., Result], tmp_path: Path) -> None:
+    path = tmp_path / "m.txt"
+    path.write_bytes(b"Great value\rAwful product\rLove it\r")
+    rows = rows_of(run("predict", "-i", str(path)), "jsonl")
+    assert [r["text"] for r in rows] == ["Great value", "Awful product", "Love it"]
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_bytes(b"text\rGreat value\rAwful product\r")
+    assert len(rows_of(run("predict", "-i", str(csv_path)), "jsonl")) == 2
+
+
+def test_utf16_input_with_a_bom(run: Callable[..., Result], tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_bytes("text\nlove it\nawful\n".encode("utf-16"))
+    rows = rows_of(run("predict", "-i", str(path)), "jsonl")
+    assert [r["label"] for r in rows] == ["positive", "negative"]
+
+
+def test_lone_surrogate_gets_a_row_and_the_rest_are_classified(run: Callable[..., Result],
+                                                               tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"text": "love it"}\n{"text": "ok \\ud83d"}\n{"text": "awful"}\n',
+                    encoding="utf-8")
+    for fmt in ("jsonl", "json", "csv", "table"):
+        result = run("predict", "-i", str(path), "-f", fmt)
+        assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    rows = rows_of(run("predict", "-i", str(path)), "jsonl")
+    assert len(rows) == 3 and rows[1]["text"] == "ok \ud83d"
+    assert rows[0]["label"] == "positive" and rows[2]["label"] == "negative"
+
+
+def test_table_output_neutralises_terminal_escapes(run: Callable[..., Result]) -> None:
+    result = run("predict", "love it \x1b]0;owned\x07\x1b[2J", "-f", "table")
+    assert result.exit_code == 0
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "␛]0;owned␇" in result.stdout
+    machine = rows_of(run("predict", "love it \x1b[2J", "-f", "jsonl"), "jsonl")
+    assert machine[0]["text"] == "love it \x1b[2J"  # machine formats keep the text exactly
+
+
+def test_jsonl_output_splits_only_at_line_ends(run: Callable[..., Result]) -> None:
+    result = run("predict", "a\u2028b", "c\u2029d\x85e", "-f", "jsonl")
+    assert result.exit_code == 0
+    assert len(result.stdout.splitlines()) == 2
+
+
+@pytest.mark.parametrize("source", ["file", "stdin"])
+def test_progress_moves_every_batch(run: Callable[..., Result], tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    """Item 14: at least every few hundred rows, for files and for stdin."""
+    steps: list[int] = []
+    original = edgesent.cli._Progress.update
+
+    def record(self: Any, n: int) -> None:
+        steps.append(n)
+        original(self, n)
+
+    monkeypatch.setattr(edgesent.cli._Progress, "update", record)
+    lines = "\n".join(f"great review {i}" if i % 50 else "" for i in range(2000)) + "\n"
+    if source == "file":
+        path = tmp_path / "many.txt"
+        path.write_text(lines, encoding="utf-8")
+        result = run("predict", "-i", str(path), "--progress", "-o", str(tmp_path / "o.jsonl"))
+    else:
+        result = run("predict", "-", "--progress", input=lines)
+    assert result.exit_code == 0, result.output
+    assert sum(steps) == 2000 and max(steps) <= 256
+    assert len(steps) >= 2000 // 256
+    if source == "stdin":
+        assert "Classified 2,000 reviews" in result.stderr
+
+
+def test_runner_options(run: Callable[..., Result]) -> None:
+    rows = rows_of(run("predict", "love it", "awful", "--token-budget", "16", "--memory-arena",
+                       "-t", "1", "-b", "1"), "jsonl")
+    assert [r["label"] for r in rows] == ["positive", "negative"]
+    for bad in (["--token-budget", "0"], ["--threads", "0"], ["--token-budget", "x"]):
+        result = run("predict", "love it", *bad)
+        assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_build_commands_are_listed_without_importing_them() -> None:
+    """`edgesent --help` lists every command; the build half loads only when used."""
+    code = ("import sys; from click.testing import CliRunner; import edgesent.cli as c; "
+            "heavy = {'torch', 'transformers', 'optimum', 'edgesent_export', 'fastapi'}; "
+            "assert not heavy & set(sys.modules), heavy & set(sys.modules); "
+            "out = CliRunner().invoke(c.main, ['--help']).stdout; print(out); "
+            "assert not {'torch', 'transformers', 'optimum'} & set(sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    for name in ("build", "distill", "evaluate", "export", "info", "predict", "serve", "train"):
+        assert re.search(rf"^\s+{name}\s", done.stdout, re.M), name
+    result = CliRunner().invoke(main, ["train", "--help"])
+    assert result.exit_code == 0 and "--train" in result.stdout, result.output
+
+
+def test_a_broken_lazy_command_does_not_break_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(edgesent.cli.LAZY_COMMANDS, "broken", "edgesent.no_such_module")
+    out = CliRunner().invoke(main, ["--help"])
+    assert out.exit_code == 0 and "broken" in out.stdout and "predict" in out.stdout
+    assert_one_line_error(CliRunner().invoke(main, ["broken", "x"]), "edgesent broken is "
+                          "unavailable", "No module named 'edgesent.no_such_module'")
+
+
+def test_missing_optional_module_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path, tiny_bundle: Path) -> None:
+    """Errors map to messages in one place: a missing pyarrow names the pip command."""
+    path = tmp_path / "r.parquet"
+    path.write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now fails
+    result = CliRunner().invoke(main, ["predict", "-i", str(path), "--model", str(tiny_bundle)])
+    assert_one_line_error(result, "pip install pyarrow")
+
+
+def test_info_sizes_agree_with_the_readme_units(run: Callable[..., Result],
+                                                tiny_bundle: Path) -> None:
+    out = run("info").stdout
+    total = sum(p.stat().st_size for p in tiny_bundle.iterdir())
+    assert f"{total / 1000:.1f} kB in" in out or f"{total} B in" in out
+    assert "MiB" not in out and "KiB" not in out
