@@ -1,9 +1,12 @@
 """Read labelled reviews as people have them and format them for training.
 
-Reads CSV, TSV, JSONL (gzip too) and Parquet files, and Hugging Face datasets by name
-when the hub is reachable. Cleans HTML entities and tags, control characters and stray
-whitespace; maps string, integer or star-rating labels; removes duplicates, conflicting
-duplicates and train/test leakage; splits a stratified validation set with a seed.
+Reads CSV, TSV, JSON Lines, JSON arrays (gzip too), Parquet and plain-text files through
+the run half's one reader (:mod:`edgesent.inputs`: the same decoding, line numbers and
+column matching as ``edgesent predict``, the same :class:`~edgesent.inputs.Review`), and
+Hugging Face datasets by name when the hub is reachable. Cleans HTML entities and tags,
+control characters and stray whitespace; maps string, integer or star-rating labels;
+removes duplicates, conflicting duplicates and train/test leakage; splits a stratified
+validation set with a seed.
 
 >>> spec = ColumnSpec(text="review", label="rating", stars=parse_star_rule("1-2:neg,4-5:pos"))
 >>> rows = read_labelled("reviews.csv", spec)  # doctest: +SKIP
@@ -11,10 +14,7 @@ duplicates and train/test leakage; splits a stratified validation set with a see
 
 from __future__ import annotations
 
-import csv
-import gzip
 import html
-import io
 import json
 import logging
 import random
@@ -22,11 +22,12 @@ import re
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgesent.errors import InputError
+from edgesent.inputs import SUFFIX_FORMATS, RecordReader, Review, detect_format, resolve_column
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +43,6 @@ LABEL_ALIASES = {
 IMBALANCE_WARNING_RATIO = 1.5
 _TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^<>]{0,200}>")
 _SPACE = re.compile(r"\s+")
-
-
-@dataclass(frozen=True)
-class Review:
-    """One labelled (or unlabelled, ``label=None``) review after cleaning."""
-
-    text: str
-    label: str | None
-    source: str = ""
-    domain: str | None = None
 
 
 @dataclass
@@ -154,94 +145,22 @@ def dedup_key(text: str) -> str:
 # ---------------------------------------------------------------------------- reading
 
 
-def iter_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_or_row_number, row)`` from a CSV, TSV, JSONL(.gz) or Parquet file."""
+def iter_rows(path: str | Path, *, text_key: str = "text") -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_or_row_number, row)`` from a CSV, TSV, JSON Lines or JSON array
+    (gzip too), Parquet or plain-text file, read by the run half's one reader.
+
+    A bare text (a line of a ``.txt`` file, a JSON string) becomes ``{text_key: text}``.
+    """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    kind = suffixes[-1] if suffixes else ""
-    if kind == ".parquet":
-        yield from _iter_parquet(path)
-    elif kind in (".jsonl", ".json", ".ndjson"):
-        yield from _iter_jsonl(path)
-    elif kind in (".csv", ".tsv", ".txt"):
-        yield from _iter_delimited(path, "\t" if kind == ".tsv" else ",")
-    else:
-        raise InputError(f"{path}: unknown file type; expected .csv, .tsv, .jsonl or .parquet")
-
-
-def _open_binary(path: Path) -> Any:
-    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
-
-
-def _open_text(path: Path) -> io.TextIOBase:
-    # utf-8-sig: spreadsheet programs start CSV files with a byte order mark.
-    return io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", errors="strict", newline="")
-
-
-def _decode_error(path: Path, line_no: int, raw: bytes, exc: UnicodeDecodeError) -> InputError:
-    return InputError(
-        f"{path}: line {line_no}, column {exc.start + 1}: invalid UTF-8 "
-        f"(byte 0x{raw[exc.start]:02x}); re-save the file as UTF-8"
-    )
-
-
-def _locate_bad_utf8(path: Path) -> InputError:
-    """The error for the first line that is not UTF-8 (text decoders read ahead by blocks,
-    so the line they fail on is not the line at fault)."""
-    with _open_binary(path) as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return _decode_error(path, line_no, raw, exc)
-    return InputError(f"{path}: invalid UTF-8; re-save the file as UTF-8")
-
-
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with _open_binary(path) as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                raise _decode_error(path, line_no, raw, exc) from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"{path}: line {line_no}, column {exc.colno}: invalid JSON ({exc.msg})"
-                ) from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}: line {line_no}: expected a JSON object per line")
-            yield line_no, row
-
-
-def _iter_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    handle = _open_text(path)
-    reader = csv.DictReader(handle, delimiter=delimiter)
-    try:
-        for row in reader:
-            yield reader.line_num, row
-    except UnicodeDecodeError:
-        raise _locate_bad_utf8(path) from None
-    except csv.Error as exc:
-        raise InputError(f"{path}: line {reader.reader.line_num}: malformed CSV ({exc})") from None
-    finally:
-        handle.close()
-
-
-def _iter_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError('reading Parquet needs pyarrow: pip install "edgesent[export]"') from exc
-    table = pq.read_table(path)
-    yield from enumerate(table.to_pylist(), start=1)
+        suffixes.pop()
+    if not suffixes or suffixes[-1] not in SUFFIX_FORMATS:
+        known = ", ".join(SUFFIX_FORMATS)
+        raise InputError(f"{path}: unknown file type; expected one of {known} (.gz too)")
+    with RecordReader(path) as reader:
+        for line, value in reader:
+            yield line, {text_key: value} if isinstance(value, str) else value
 
 
 def iter_hub_dataset(name: str, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -256,17 +175,6 @@ def iter_hub_dataset(name: str, split: str) -> Iterator[tuple[int, dict[str, Any
 
 
 # ---------------------------------------------------------------------------- labelling
-
-
-def _column_error(path: str, column: str, available: Iterable[str], role: str) -> InputError:
-    import difflib
-
-    names = list(available)
-    close = difflib.get_close_matches(column, names, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return InputError(
-        f"{path}: no {role} column {column!r} (columns: {', '.join(names)}){hint}"
-    )
 
 
 def _label_of(value: Any, spec: ColumnSpec, where: str) -> str | None:
@@ -313,51 +221,73 @@ def read_reviews(
     drops = drops if drops is not None else DropCounts()
     path = Path(source)
     if path.exists() or path.suffix:
-        rows = iter_rows(path)
+        rows = iter_rows(path, text_key=spec.text)
+        unit = "row" if detect_format(path) == "parquet" else "line"
     else:
         rows = iter_hub_dataset(str(source), hub_split)
+        unit = "row"
     reviews: list[Review] = []
     dropped_labels = {normalise_label(label) for label in spec.drop_labels}
-    checked_columns = False
+    names: dict[str, str] | None = None  # spec's column names → the file's
     for line_no, row in rows:
-        if not checked_columns:
-            _check_columns(str(source), row, spec, require_labels)
-            checked_columns = True
-        if any(str(row.get(key)) != value for key, value in spec.where.items()):
+        if names is None:
+            names = resolve_columns(str(source), list(row), spec, require_labels)
+        if any(str(row.get(names[key])) != value for key, value in spec.where.items()):
             continue
-        where = f"{source}: line {line_no}, column {spec.label!r}"
-        text = clean_text(str(row.get(spec.text) or ""))
-        if spec.title and row.get(spec.title):
-            title = clean_text(str(row[spec.title]))
+        text = clean_text(str(row.get(names[spec.text]) or ""))
+        if spec.title and row.get(names[spec.title]):
+            title = clean_text(str(row[names[spec.title]]))
             text = f"{title}. {text}" if text else title
         if not text:
             drops.add("empty text")
             continue
         label = None
         if spec.label is not None:
-            label = _label_of(row.get(spec.label), spec, where)
+            column = names.get(spec.label, spec.label)
+            where = f"{source}: {unit} {line_no}, column {column!r}"
+            label = _label_of(row.get(column), spec, where)
             if label is None and require_labels:
                 drops.add("no label")
                 continue
             if label in dropped_labels:
                 drops.add(f"label {label} dropped")
                 continue
-        domain = str(row[spec.domain]) if spec.domain and row.get(spec.domain) else None
-        reviews.append(Review(text=text, label=label, source=Path(str(source)).name, domain=domain))
-    if not checked_columns:
+        domain_column = names.get(spec.domain or "", "")
+        domain = str(row[domain_column]) if domain_column and row.get(domain_column) else None
+        reviews.append(Review(text=text, label=label, source=Path(str(source)).name,
+                              domain=domain, line=line_no))
+    if names is None:
         raise InputError(f"{source}: the file holds no rows")
     return reviews
 
 
-def _check_columns(source: str, row: dict[str, Any], spec: ColumnSpec, need_label: bool) -> None:
+def resolve_columns(source: str, columns: Sequence[str], spec: ColumnSpec,
+                    need_label: bool) -> dict[str, str]:
+    """The file's name for each column ``spec`` asks for, matched as ``edgesent predict``
+    matches (exact, then case-insensitive) with a suggestion when one is missing.
+
+    >>> resolve_columns("r.csv", ["Review", "Label"], ColumnSpec(text="review"), True)
+    {'review': 'Review', 'label': 'Label'}
+    """
     wanted = [(spec.text, "text")]
     if spec.label is not None and need_label:
         wanted.append((spec.label, "label"))
     wanted += [(c, "title") for c in [spec.title] if c]
     wanted += [(c, "filter") for c in spec.where]
-    for column, role in wanted:
-        if column not in row:
-            raise _column_error(source, column, row.keys(), role)
+    names = {column: columns[resolve_column(columns, column, source, role=role, guess=False)]
+             for column, role in wanted}
+    if spec.label is not None and spec.label not in names:  # unlabelled reading: optional
+        names.update(_optional(columns, spec.label, source))
+    if spec.domain:
+        names.update(_optional(columns, spec.domain, source))
+    return names
+
+
+def _optional(columns: Sequence[str], column: str, source: str) -> dict[str, str]:
+    try:
+        return {column: columns[resolve_column(columns, column, source, guess=False)]}
+    except InputError:
+        return {}
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -541,10 +471,3 @@ def format_dataset(
         "val_fraction": val_fraction,
     }
     return FormattedData(list(labels), train, val, tests, summary)
-
-
-def reviews_to_jsonl(reviews: Iterable[Review], path: str | Path) -> None:
-    """Write reviews as JSON Lines (used for predictions and cached splits)."""
-    with open(path, "w", encoding="utf-8") as handle:
-        for review in reviews:
-            handle.write(json.dumps(asdict(review), ensure_ascii=False) + "\n")

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from edgesent.errors import InputError
+from edgesent.inputs import Review
 
 from .data import (
     ColumnSpec,
     DropCounts,
     FormattedData,
-    Review,
     format_dataset,
     parse_label_map,
     parse_star_rule,
@@ -162,9 +162,12 @@ def load_sources(path: str | Path, data_dir: Path | None = None) -> Sources:
     if not path.exists():
         raise InputError(f"{path}: no such sources file")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        config = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: byte {exc.start + 1}: invalid UTF-8 (byte "
+                         f"0x{exc.object[exc.start]:02x}); save the file as UTF-8") from None
     base = data_dir or path.parent
     if not isinstance(config, dict):
         raise InputError(f"{path}: expected a JSON object with 'train', 'test', 'unlabelled'")

@@ -25,7 +25,6 @@ from edgesent_export.data import (
     parse_star_rule,
     read_reviews,
     remove_leakage,
-    reviews_to_jsonl,
     stratified_split,
 )
 
@@ -306,7 +305,8 @@ def test_empty_file(tmp_path: Path, name: str) -> None:
         {"header_only.csv": "text,label\n", "blank.jsonl": "\n  \n"}.get(name, ""),
         encoding="utf-8",
     )
-    with pytest.raises(InputError, match=f"{name}: the file holds no rows"):
+    message = "is empty" if name.startswith("empty") else "holds no rows"
+    with pytest.raises(InputError, match=f"{name}: the file {message}"):
         read_reviews(path, ColumnSpec())
 
 
@@ -364,13 +364,13 @@ def test_json_line_that_is_not_an_object(tmp_path: Path) -> None:
 
 def test_malformed_csv_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "quotes.csv"
-    path.write_text("text,label\nfine,pos\n" + "x" * 200 + ",neg\n", "utf-8")
-    old_limit = csv.field_size_limit(100)
-    try:
-        with pytest.raises(InputError, match=r"quotes\.csv: line 3: malformed CSV"):
-            read_reviews(path, ColumnSpec())
-    finally:
-        csv.field_size_limit(old_limit)
+    path.write_text('text,label\nfine,pos\n"quoted"then text,neg\n', "utf-8")
+    with pytest.raises(InputError, match=r"quotes\.csv: line 3: text after a closing quote"):
+        read_reviews(path, ColumnSpec())
+    unclosed = tmp_path / "open.csv"
+    unclosed.write_text('text,label\nfine,pos\n"never closed,neg\nmore,pos\n', "utf-8")
+    with pytest.raises(InputError, match=r"open\.csv: line 3: a quoted field .* never closed"):
+        read_reviews(unclosed, ColumnSpec())
 
 
 def test_missing_file_and_unknown_type(tmp_path: Path) -> None:
@@ -512,8 +512,9 @@ def test_test_set_labels_outside_the_training_labels_are_an_input_error() -> Non
 
 
 def test_jsonl_round_trip_and_length_stats(tmp_path: Path) -> None:
-    rows = [Review("ünïcode text", "positive", "s", "books"), Review("plain", None)]
-    reviews_to_jsonl(rows, tmp_path / "out.jsonl")
+    rows = [{"text": "ünïcode text", "label": "positive", "domain": "books"},
+            {"text": "plain", "label": None, "domain": None}]
+    (tmp_path / "out.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
     back = read_reviews(tmp_path / "out.jsonl", ColumnSpec(domain="domain"), require_labels=False)
     assert [(r.text, r.label, r.domain) for r in back] == [
         ("ünïcode text", "positive", "books"), ("plain", None, None)
@@ -521,3 +522,30 @@ def test_jsonl_round_trip_and_length_stats(tmp_path: Path) -> None:
     stats = length_stats(list(range(1, 101)))
     assert stats == {"mean": 50.5, "p50": 51, "p90": 91, "p99": 100, "max": 100}
     assert length_stats([]) == {}
+
+
+def test_build_half_reads_like_predict(tmp_path: Path) -> None:
+    """One reader (issue 10): CR line endings, UTF-16, JSON arrays, case-insensitive columns
+    and the line each review came from, as `edgesent predict` reads them."""
+    cr = tmp_path / "mac.csv"
+    cr.write_bytes(b"Text,Label\rGreat value,pos\rAwful,neg\r")
+    got = read_reviews(cr, ColumnSpec())
+    assert [(r.text, r.label, r.line) for r in got] == [("Great value", "positive", 2),
+                                                       ("Awful", "negative", 3)]
+    utf16 = tmp_path / "wide.tsv"
+    utf16.write_bytes("text\tlabel\nTrès bien\tpos\n".encode("utf-16"))
+    assert [r.text for r in read_reviews(utf16, ColumnSpec())] == ["Très bien"]
+    array = tmp_path / "scored.json"
+    array.write_text(json.dumps([{"text": "ok", "label": "pos"}, "unlabelled"]), "utf-8")
+    assert [(r.text, r.label) for r in read_reviews(array, ColumnSpec(), require_labels=False)
+            ] == [("ok", "positive"), ("unlabelled", None)]
+    plain = tmp_path / "more.txt"
+    plain.write_text("one review\nanother\n", "utf-8")
+    assert [r.text for r in read_reviews(plain, ColumnSpec(label=None))] == ["one review",
+                                                                            "another"]
+
+
+def test_review_is_the_run_half_type() -> None:
+    import edgesent.inputs
+
+    assert Review is edgesent.inputs.Review

@@ -182,3 +182,12 @@ def test_bad_star_rule_in_a_sources_file(tmp_path: Path) -> None:
     config = {"train": [{"path": "t.jsonl", "stars": "1-2neg"}]}
     with pytest.raises(InputError, match=r"s\.json: train\[0\]: star rule .1-2neg."):
         load_sources(_write_sources(tmp_path / "s.json", config))
+
+
+def test_sources_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "sources.json"
+    path.write_bytes(b'{"train": [{"path": "caf\xe9.csv"}]}')
+    with pytest.raises(InputError, match=r"sources\.json: byte 25: invalid UTF-8 \(byte 0xe9\)"):
+        load_sources(path)
+    path.write_bytes(b'\xef\xbb\xbf{"train": [{"path": "a.csv"}]}')  # a BOM is fine
+    assert load_sources(path).train[0].path.endswith("a.csv")
