@@ -2,12 +2,16 @@
 
 A bundle is a directory::
 
-    edgesent.json    manifest (format "edgesent-bundle", format_version 1)
+    edgesent.json    manifest (format "edgesent-bundle", format_version 2)
     model.onnx       classifier graph: input_ids, attention_mask -> logits (batch, labels)
     tokenizer.json   the ``tokenizers`` tokenizer the model was trained with
 
 The manifest lists every file with its sha256 and size; :func:`load_bundle` checks them,
 so a truncated download or an edited file is caught before it gives wrong answers.
+What decides an answer (``labels`` in logit order, ``temperature``, ``encoding``) is also
+written into ``model.onnx``'s metadata (keys ``edgesent.labels`` and so on), which the
+checksum covers: a manifest edited to disagree with its graph is refused. Format 1
+bundles (no such metadata) still load; :attr:`Bundle.checks` says what was verified.
 The build half writes bundles only through :func:`write_bundle`.
 """
 
@@ -36,7 +40,9 @@ from edgesent.tokenization import EncodingSettings, TextEncoder
 logger = logging.getLogger(__name__)
 
 FORMAT = "edgesent-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+BOUND_KEYS = ("labels", "temperature", "encoding")  # stored in the graph's metadata too
+METADATA_PREFIX = "edgesent."
 MANIFEST_NAME = "edgesent.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -101,6 +107,7 @@ class Bundle:
 
     path: Path
     manifest: Manifest
+    checks: tuple[str, ...] = ()  # what loading verified, for people (``edgesent info``)
 
     @property
     def name(self) -> str:
@@ -171,7 +178,18 @@ def open_bundle(
     session, width = _open_session(root, model_name, root / model_name, session_options)
     if width is not None and width != len(manifest.labels):
         _fail(root, model_name, _width_problem(width, manifest.labels))
-    return bundle, session, tokenizer
+    checks = [f"format {manifest.format} v{manifest.format_version}",
+              f"size and sha256 of {', '.join(sorted(manifest.files))}",
+              f"graph {', '.join(i.name for i in session.get_inputs())} -> logits"
+              + (f" ({width} per text)" if width is not None else "")]
+    if manifest.format_version >= 2:
+        _check_binding(root, manifest, session)
+        checks.append(f"{', '.join(BOUND_KEYS)} match the graph's metadata")
+    else:
+        _probe(root, model_name, session, TextEncoder(tokenizer, manifest.encoding))
+        checks.append(f"{', '.join(BOUND_KEYS)} NOT bound to the graph (format 1 bundle); "
+                      f"max_length {manifest.encoding.max_length} runs")
+    return Bundle(root, manifest, tuple(checks)), session, tokenizer
 
 
 def write_bundle(
@@ -227,6 +245,8 @@ def write_bundle(
     labels = tuple(labels)
     if width != len(labels):
         _fail(out, MODEL_FILE, _width_problem(width, labels))
+    _probe(out, MODEL_FILE, session, TextEncoder(tokenizer, encoding))
+    binding = _binding(labels, float(temperature), encoding)
 
     info: dict[str, Any] = dict(provenance or {})
     info["edgesent_version"] = _edgesent_version()
@@ -238,6 +258,8 @@ def write_bundle(
         files = {}
         for file_name, src in sources.items():
             shutil.copyfile(src, tmp / file_name)
+            if file_name == MODEL_FILE:
+                _bind(tmp / file_name, binding, session)
             files[file_name] = {"sha256": sha256_file(tmp / file_name),
                                 "size": (tmp / file_name).stat().st_size}
         manifest = {
@@ -275,6 +297,87 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 # -- internals ---------------------------------------------------------------------------
+
+
+def _binding(labels: Sequence[str], temperature: float, encoding: EncodingSettings
+             ) -> dict[str, str]:
+    """The graph metadata that pins what decides an answer."""
+    return {
+        METADATA_PREFIX + "labels": json.dumps(list(labels)),
+        METADATA_PREFIX + "temperature": repr(float(temperature)),
+        METADATA_PREFIX + "encoding": json.dumps(
+            {"max_length": encoding.max_length, "truncation": encoding.truncation,
+             "head_tokens": encoding.head_tokens}, sort_keys=True),
+    }
+
+
+def _bind(model_path: Path, binding: Mapping[str, str], session: ort.InferenceSession) -> None:
+    """Add ``binding`` to the ONNX model's ``metadata_props``, in place.
+
+    ``ModelProto.metadata_props`` is protobuf field 14; protobuf readers merge fields
+    appended to a message, so the entries are appended without the ``onnx`` package.
+    A graph that already carries different ``edgesent.*`` values is rewritten with onnx.
+    """
+    existing = session.get_modelmeta().custom_metadata_map
+    ours = {k: v for k, v in existing.items() if k.startswith(METADATA_PREFIX)}
+    if ours == dict(binding):
+        return
+    if ours:
+        import onnx  # the build half has it; rebinding a bound graph is a build-time job
+
+        model = onnx.load(str(model_path))
+        kept = [p for p in model.metadata_props if not p.key.startswith(METADATA_PREFIX)]
+        del model.metadata_props[:]
+        model.metadata_props.extend(kept)
+        onnx.helper.set_model_props(model, {**{p.key: p.value for p in kept}, **binding})
+        onnx.save(model, str(model_path))
+        return
+    with open(model_path, "ab") as fh:
+        for key, value in binding.items():
+            entry = _proto_field(1, key.encode()) + _proto_field(2, value.encode())
+            fh.write(_proto_field(14, entry))
+
+
+def _proto_field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _check_binding(root: Path, manifest: Manifest, session: ort.InferenceSession) -> None:
+    meta = session.get_modelmeta().custom_metadata_map
+    expected = _binding(manifest.labels, manifest.temperature, manifest.encoding)
+    for field_name in BOUND_KEYS:
+        key = METADATA_PREFIX + field_name
+        if key not in meta:
+            _fail(root, manifest.model["file"],
+                  f"graph metadata has no {key!r}: a format 2 bundle must bind "
+                  f"{', '.join(BOUND_KEYS)} to its graph (rewrite it with write_bundle)")
+        if meta[key] != expected[key]:
+            _fail(root, MANIFEST_NAME,
+                  f'"{field_name}" disagrees with the graph it describes (the graph was '
+                  f"built for {meta[key]}, the manifest says {expected[key]}): "
+                  "the manifest was edited; restore it or rebuild the bundle")
+
+
+def _probe(root: Path, name: str, session: ort.InferenceSession, encoder: TextEncoder) -> None:
+    """Run the graph once on a text of ``max_length`` tokens: a max_length beyond the
+    graph's position table fails here, not on a user's first long review."""
+    length = encoder.settings.max_length
+    ids, mask = encoder.encode(["probe " * length])
+    try:
+        session.run([OUTPUT_NAME], feed(session, ids, mask))
+    except Exception as exc:  # onnxruntime raises several private exception types
+        _fail(root, name, f"the graph fails on an input of {ids.shape[1]} tokens, the "
+                          f"encoding's max_length ({_first_line(exc)}); is max_length "
+                          "beyond the model's position embeddings?")
 
 
 def _fail(root: Path, file: str, problem: str) -> NoReturn:

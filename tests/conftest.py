@@ -61,8 +61,12 @@ def train_tokenizer(path: Path) -> Path:
 
 
 def build_graph(tokenizer_path: Path, n_logits: int = 2, *, static_width: bool = True,
-                dim: int = 8, seed: int = 0, opset: int = 18) -> onnx.ModelProto:
-    """Gather embedding → masked mean pooling → MatMul + Add → logits (batch, n_logits)."""
+                dim: int = 8, seed: int = 0, opset: int = 18,
+                max_positions: int | None = None) -> onnx.ModelProto:
+    """Gather embedding → masked mean pooling → MatMul + Add → logits (batch, n_logits).
+
+    ``max_positions`` adds a position-embedding table of that many rows, so longer
+    inputs fail the way a real transformer's do."""
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     vocab = tokenizer.get_vocab_size(with_added_tokens=True)
     rng = np.random.default_rng(seed)
@@ -86,8 +90,20 @@ def build_graph(tokenizer_path: Path, n_logits: int = 2, *, static_width: bool =
         numpy_helper.from_array(np.array([-1], dtype=np.int64), "axis_last"),
         numpy_helper.from_array(np.array(1e-9, dtype=np.float32), "eps"),
     ]
-    nodes = [
-        helper.make_node("Gather", ["embedding", "input_ids"], ["tokens"]),
+    nodes = [helper.make_node("Gather", ["embedding", "input_ids"],
+                              ["tokens" if max_positions is None else "words"])]
+    if max_positions is not None:
+        inits += [numpy_helper.from_array(np.zeros((max_positions, dim), np.float32), "pos"),
+                  numpy_helper.from_array(np.array(0, dtype=np.int64), "pos_start"),
+                  numpy_helper.from_array(np.array(1, dtype=np.int64), "pos_step")]
+        nodes += [
+            helper.make_node("Shape", ["input_ids"], ["pos_shape"]),
+            helper.make_node("Gather", ["pos_shape", "pos_step"], ["pos_len"]),
+            helper.make_node("Range", ["pos_start", "pos_len", "pos_step"], ["pos_ids"]),
+            helper.make_node("Gather", ["pos", "pos_ids"], ["pos_emb"]),
+            helper.make_node("Add", ["words", "pos_emb"], ["tokens"]),
+        ]
+    nodes += [
         helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
         helper.make_node("Unsqueeze", ["mask_f", "axis_last"], ["mask3"]),
         helper.make_node("Mul", ["tokens", "mask3"], ["masked"]),
@@ -143,11 +159,12 @@ def make_bundle(tmp_path_factory: pytest.TempPathFactory, tokenizer_file: Path) 
 
     def factory(*, labels: Sequence[str] = LABELS2, n_logits: int | None = None,
                 static_width: bool = True, encoding: EncodingSettings = TINY_ENCODING,
-                temperature: float = 1.0, seed: int = 0, **kwargs: object) -> Path:
+                temperature: float = 1.0, seed: int = 0, max_positions: int | None = None,
+                **kwargs: object) -> Path:
         root = tmp_path_factory.mktemp("bundles")
         model_path = root / f"model-{next(counter)}.onnx"
         graph = build_graph(tokenizer_file, n_logits or len(labels),
-                            static_width=static_width, seed=seed)
+                            static_width=static_width, seed=seed, max_positions=max_positions)
         onnx.save(graph, str(model_path))
         write_bundle(root / "bundle", model_file=model_path, tokenizer_file=tokenizer_file,
                      labels=list(labels), encoding=encoding, temperature=temperature,

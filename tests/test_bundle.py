@@ -213,6 +213,12 @@ CORRUPTIONS: dict[str, tuple[Callable[[Damage], object], str, str]] = {
                           "tokenizer.json", "not a usable tokenizers file"),
     "labels vs width": (lambda d: d.edit(lambda m: m.update(labels=list(LABELS3))),
                         "model.onnx", "outputs 2 logits per text but the manifest lists 3"),
+    "swapped labels": (lambda d: d.edit(lambda m: m["labels"].reverse()), M,
+                       '"labels" disagrees with the graph'),
+    "edited temperature": (lambda d: d.edit(lambda m: m.update(temperature=2.5)), M,
+                           '"temperature" disagrees with the graph'),
+    "edited max_length": (lambda d: d.edit(lambda m: m["encoding"].update(max_length=64)), M,
+                          '"encoding" disagrees with the graph'),
 }
 
 
@@ -265,3 +271,54 @@ def test_verify_false_skips_checksums(bundle_copy: Path) -> None:
     assert load_bundle(bundle_copy, verify=False).labels == ["negative", "positive"]
     with pytest.raises(BundleError, match="sha256"):
         load_bundle(bundle_copy)
+
+
+# -- what decides an answer is bound to the graph ---------------------------------------------
+
+
+def test_checks_say_what_was_verified(tiny_bundle: Path) -> None:
+    checks = load_bundle(tiny_bundle).checks
+    assert any("sha256" in check and "model.onnx" in check for check in checks)
+    assert any("labels, temperature, encoding match the graph" in check for check in checks)
+
+
+def test_graph_without_binding_is_refused(bundle_copy: Path, replace_file: Callable[..., None],
+                                          make_graph: Callable[..., onnx.ModelProto]) -> None:
+    replace_file(bundle_copy, "model.onnx", make_graph(2).SerializeToString(), fix_checksum=True)
+    with pytest.raises(BundleError, match=r"model\.onnx: graph metadata has no 'edgesent\.labels'"):
+        load_bundle(bundle_copy)
+
+
+def test_format_1_bundle_loads_but_says_it_is_unbound(bundle_copy: Path,
+                                                      edit_manifest: Callable[..., None]) -> None:
+    edit_manifest(bundle_copy, lambda m: m.update(format_version=1))
+    checks = load_bundle(bundle_copy).checks
+    assert any("NOT bound" in check for check in checks)
+
+
+def test_format_1_max_length_beyond_the_position_table(
+        make_bundle: Callable[..., Path], edit_manifest: Callable[..., None]) -> None:
+    path = make_bundle(max_positions=32)
+    assert load_bundle(path).encoding.max_length == 32
+    edit_manifest(path, lambda m: m.update(format_version=1, encoding={
+        "max_length": 64, "truncation": "head_tail", "head_tokens": 8}))
+    with pytest.raises(BundleError, match=r"model.onnx: the graph fails on an input of 64 tokens"):
+        load_bundle(path)
+
+
+def test_write_refuses_max_length_beyond_the_position_table(
+        make_bundle: Callable[..., Path]) -> None:
+    with pytest.raises(BundleError, match="max_length"):
+        make_bundle(max_positions=16)
+
+
+def test_rewriting_a_bound_graph_rebinds_it(tiny_bundle: Path, tokenizer_file: Path,
+                                            tmp_path: Path) -> None:
+    out = write_bundle(tmp_path / "again", model_file=tiny_bundle / "model.onnx",
+                       tokenizer_file=tokenizer_file, labels=["negative", "positive"],
+                       encoding=TINY_ENCODING, temperature=1.5)
+    assert load_bundle(out.path).temperature == 1.5
+    same = write_bundle(tmp_path / "same", model_file=tiny_bundle / "model.onnx",
+                        tokenizer_file=tokenizer_file, labels=["negative", "positive"],
+                        encoding=TINY_ENCODING)
+    assert (same.path / "model.onnx").read_bytes() == (tiny_bundle / "model.onnx").read_bytes()

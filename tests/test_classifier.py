@@ -171,8 +171,9 @@ def test_dynamic_width_is_checked_on_first_run(make_bundle: Callable[..., Path],
                                                make_graph: Callable[..., onnx.ModelProto],
                                                replace_file: Callable[..., None]) -> None:
     path = make_bundle(static_width=False)
-    wide = make_graph(3, static_width=False).SerializeToString()
-    replace_file(path, "model.onnx", wide, fix_checksum=True)
+    wide = make_graph(3, static_width=False)
+    wide.metadata_props.extend(onnx.load(str(path / "model.onnx")).metadata_props)
+    replace_file(path, "model.onnx", wide.SerializeToString(), fix_checksum=True)
     clf = Classifier.load(path, threads=1)  # width unknown until the graph runs
     with pytest.raises(BundleError, match=r"shape \(1, 3\) .* lists 2 labels") as info:
         clf.predict("great")
