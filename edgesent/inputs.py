@@ -332,6 +332,8 @@ class RecordReader:
         except json.JSONDecodeError as exc:
             raise InputError(f"{self.name}: line {number}, column {exc.colno}: invalid JSON: "
                              f"{exc.msg}") from None
+        except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+            raise InputError(f"{self.name}: line {number}: invalid JSON: {exc}") from None
         except RecursionError:
             raise InputError(f"{self.name}: line {number}: JSON nested too deeply") from None
         return self._checked(value, f"{self.name}: line {number}",
@@ -378,6 +380,8 @@ class RecordReader:
                 value, end = decoder.raw_decode(doc, pos)
             except json.JSONDecodeError as exc:
                 raise fail(f"invalid JSON: {exc.msg}", exc.pos) from None
+            except ValueError as exc:
+                raise fail(f"invalid JSON: {exc}", pos) from None
             except RecursionError:
                 raise fail("JSON nested too deeply", pos) from None
             line_no = first + _line_index(starts, pos)

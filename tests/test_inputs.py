@@ -134,6 +134,10 @@ def test_jsonl_missing_key_on_a_later_line(tmp_path: Path) -> None:
     ("numbers.json", b'["a", 5]', "line 1: expected a JSON object or string, got a JSON number"),
     ("deep.jsonl", b"[" * 100_000, "JSON nested too deeply"),
     ("blank.jsonl", b"\n  \n", "the input holds no reviews"),
+    ("bigint.jsonl", b'{"text": "a", "n": ' + b"1" * 5000 + b"}", "line 1: invalid JSON: "
+                                                                 "Exceeds the limit"),
+    ("bigint.json", b'[{"text": "a", "n": ' + b"1" * 5000 + b"}]", "line 1, column 2: "
+                                                                  "invalid JSON: Exceeds"),
     ("gzip.jsonl.gz", b"\x1f\x8b\x08\x00garbage", "not a valid gzip file"),
     ("utf16.txt", "no byte order mark".encode("utf-16-le"), "looks like UTF-16 without a byte "
                                                             "order mark"),
