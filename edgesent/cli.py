@@ -215,7 +215,8 @@ def predict(texts: tuple[str, ...], input_path: str | None, input_format: str | 
                              input_columns=input_columns,
                              columns=reader.columns if reader is not None else None)
         show = want_bar and (progress or total is None or total >= PROGRESS_MIN_ROWS)
-        bar = _Progress(stack, total) if show else None
+        bar = _Progress(stack, total, quiet_below=0 if progress else PROGRESS_MIN_ROWS
+                        ) if show else None
         reviews: Iterable[Review] = (
             reader if reader is not None else [Review(t, line=n) for n, t in enumerate(texts, 1)])
         for chunk in _chunks(reviews, CHUNK_TEXTS):
@@ -377,8 +378,10 @@ class _Progress:
     ``update`` is called after every model batch, so it moves every few dozen reviews.
     """
 
-    def __init__(self, stack: contextlib.ExitStack, total: int | None) -> None:
+    def __init__(self, stack: contextlib.ExitStack, total: int | None, *,
+                 quiet_below: int = 0) -> None:
         self.done = 0
+        self.quiet_below = quiet_below  # a count (no total) shows from this many reviews on
         self.tty = _isatty(sys.stderr)
         self.bar = None if not total else stack.enter_context(
             click.progressbar(length=total, label="Classifying", file=sys.stderr))
@@ -387,11 +390,11 @@ class _Progress:
         self.done += n
         if self.bar is not None:
             self.bar.update(n)
-        elif self.tty:
+        elif self.tty and self.done >= self.quiet_below:
             click.echo(f"\rClassified {self.done:,} reviews", err=True, nl=False)
 
     def finish(self) -> None:
-        if self.bar is None:
+        if self.bar is None and self.done >= self.quiet_below:
             start = "\r" if self.tty else ""
             click.echo(f"{start}Classified {self.done:,} reviews", err=True)
 
