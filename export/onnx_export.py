@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from edgesent.bundle import MODEL_FILE
+from edgesent.graph import OUTPUT_NAME, REQUIRED_INPUTS, signature_problems
 
 logger = logging.getLogger(__name__)
-
-EXPECTED_INPUTS = ("input_ids", "attention_mask")
-EXPECTED_OUTPUTS = ("logits",)
-MODEL_FILE = "model.onnx"
 
 
 class GraphSignatureError(ValueError):
@@ -63,28 +64,58 @@ def export_onnx(
     return path
 
 
-def graph_signature(onnx_path: str | Path) -> tuple[list[str], list[str]]:
-    """Names of the graph's inputs and outputs, in order (initializers excluded)."""
+def _load_graph(onnx_path: str | Path) -> Any:
     import onnx
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = [i.name for i in model.graph.input if i.name not in initializers]
-    return inputs, [o.name for o in model.graph.output]
+    return onnx.load(str(onnx_path), load_external_data=False).graph
+
+
+def graph_signature(onnx_path: str | Path) -> tuple[list[str], list[str]]:
+    """Names of the graph's inputs and outputs, in order (initializers excluded)."""
+    view = _GraphView(_load_graph(onnx_path))
+    return [i.name for i in view.get_inputs()], [o.name for o in view.get_outputs()]
+
+
+class _GraphView:
+    """An ONNX graph's inputs and outputs, shaped like an ONNX Runtime session's, so that
+    :func:`edgesent.graph.signature_problems` checks it without loading the weights."""
+
+    def __init__(self, graph: Any) -> None:
+        import onnx
+
+        def port(value: Any) -> SimpleNamespace:
+            tensor = value.type.tensor_type
+            kind = onnx.TensorProto.DataType.Name(tensor.elem_type).lower()
+            shape = [d.dim_value if d.HasField("dim_value") else d.dim_param
+                     for d in tensor.shape.dim]
+            return SimpleNamespace(name=value.name, type=f"tensor({kind})", shape=shape)
+
+        initializers = {init.name for init in graph.initializer}
+        self.inputs = [port(i) for i in graph.input if i.name not in initializers]
+        self.outputs = [port(o) for o in graph.output]
+
+    def get_inputs(self) -> list[SimpleNamespace]:
+        return self.inputs
+
+    def get_outputs(self) -> list[SimpleNamespace]:
+        return self.outputs
 
 
 def check_signature(onnx_path: str | Path) -> None:
-    """Raise :class:`GraphSignatureError` unless the graph maps exactly
-    ``input_ids, attention_mask`` to ``logits``.
+    """Raise :class:`GraphSignatureError` unless the graph meets the run half's contract
+    (:mod:`edgesent.graph`) and takes exactly ``input_ids`` and ``attention_mask``.
 
     >>> check_signature("runs/onnx/model.onnx")  # doctest: +SKIP
     """
-    inputs, outputs = graph_signature(onnx_path)
-    if sorted(inputs) != sorted(EXPECTED_INPUTS) or outputs != list(EXPECTED_OUTPUTS):
+    view = _GraphView(_load_graph(onnx_path))
+    problems = signature_problems(view)
+    if extra := [i.name for i in view.get_inputs() if i.name not in REQUIRED_INPUTS]:
+        problems.append(f"graph also takes {extra}")
+    if problems:
         raise GraphSignatureError(
-            f"{onnx_path}: graph has inputs {inputs} and outputs {outputs}; the run half "
-            f"needs inputs {list(EXPECTED_INPUTS)} and output {list(EXPECTED_OUTPUTS)} "
-            "(export a DistilBERT-architecture student, which takes no token_type_ids)"
+            f"{onnx_path}: {'; '.join(problems)}. The run half needs inputs "
+            f"{list(REQUIRED_INPUTS)} and output {OUTPUT_NAME!r} (export a "
+            "DistilBERT-architecture student, which takes no token_type_ids)"
         )
 
 

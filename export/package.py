@@ -17,32 +17,42 @@ from typing import Any
 
 import numpy as np
 
+from edgesent.bundle import TOKENIZER_FILE, write_bundle
 from edgesent.errors import EdgesentError
 from edgesent.metrics import expected_calibration_error, softmax
 from edgesent.tokenization import EncodingSettings, TextEncoder
 
 from .calibration import calibration_report, fit_temperature
-from .gate import (
-    DEFAULT_BATCH_SIZE,
-    Evaluation,
-    check_texts,
-    compare,
-    evaluate,
-    onnx_logits,
-    run_gate,
-)
+from .gate import Evaluation, GateConfig, LabelledSet, check_texts, compare, evaluate, run_gate
+from .logits import onnx_logits
 from .onnx_export import export_onnx
 
 logger = logging.getLogger(__name__)
 
 REPRODUCE_TOLERANCE = 1e-5
-TOKENIZER_FILE = "tokenizer.json"
-
-TextsAndLabels = tuple[Sequence[str], Sequence[int | str]]
 
 
 class PackageError(EdgesentError):
     """The written bundle does not behave like the model the gate measured."""
+
+
+@dataclass(frozen=True)
+class PackageInputs:
+    """What goes into a bundle: the student, its labels and encoding, the labelled sets
+    that measure it, and what the manifest records about it.
+
+    Labels of the sets may be indices into ``labels`` or label names. ``test`` feeds the
+    accuracy gate, ``val`` the calibration temperature (and static quantization).
+    """
+
+    student_dir: Path
+    labels: Sequence[str]
+    encoding: EncodingSettings
+    test: LabelledSet
+    val: LabelledSet
+    extra_test_sets: Mapping[str, LabelledSet] = field(default_factory=dict)
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,63 +68,41 @@ class PackageResult:
 
 
 def package_model(
-    student_dir: str | Path,
+    inputs: PackageInputs,
     out_dir: str | Path,
+    gate: GateConfig | None = None,
     *,
-    labels: Sequence[str],
-    encoding: EncodingSettings | Mapping[str, Any],
-    test_texts: Sequence[str],
-    test_labels: Sequence[int | str],
-    val_texts: Sequence[str],
-    val_labels: Sequence[int | str],
-    target: str = "avx512_vnni",
-    mode: str = "dynamic",
-    max_drop: float = 1.0,
-    extra_test_sets: Mapping[str, TextsAndLabels] | None = None,
-    provenance: Mapping[str, Any] | None = None,
     work_dir: str | Path | None = None,
-    threads: int = 2,
-    progress: bool = True,
-    per_channel: bool = True,
-    quantize_embeddings: bool = True,
-    name: str | None = None,
     overwrite: bool = False,
-    max_model_bytes: int | None = None,
 ) -> PackageResult:
-    """Build, gate, calibrate and write the int8 bundle of the student in ``student_dir``.
+    """Build, gate, calibrate and write the int8 bundle of ``inputs.student_dir``.
 
-    Labels may be given as indices into ``labels`` or as label names. ``max_model_bytes``
-    makes the gate also refuse int8 files above that size (e.g. ``15_000_000``). Raises
-    :class:`~edgesent_export.gate.GateError` when no int8 variant is within ``max_drop``
-    accuracy points of fp32, and :class:`PackageError` when the written bundle does not
-    reproduce the gate's int8 logits.
+    Raises :class:`~edgesent_export.gate.GateError` when no int8 variant meets ``gate``,
+    and :class:`PackageError` when the written bundle does not reproduce the gate's int8
+    logits.
 
-    >>> result = package_model("runs/student", "dist/edgesent-reviews-en",
-    ...                        labels=["negative", "positive"], encoding=EncodingSettings(),
-    ...                        test_texts=tt, test_labels=tl, val_texts=vt, val_labels=vl,
-    ...                        )  # doctest: +SKIP
+    >>> inputs = PackageInputs(Path("runs/student"), ["negative", "positive"],
+    ...                        EncodingSettings(), test=LabelledSet(tt, tl),
+    ...                        val=LabelledSet(vt, vl))  # doctest: +SKIP
+    >>> result = package_model(inputs, "dist/edgesent-reviews-en")  # doctest: +SKIP
     >>> result.metrics["test"]["onnx_int8"]["accuracy"]  # doctest: +SKIP
     0.912
     """
     from tokenizers import Tokenizer
 
-    student_dir = Path(student_dir)
-    labels = list(labels)
-    if not isinstance(encoding, EncodingSettings):
-        encoding = EncodingSettings(**dict(encoding))
+    gate = gate or GateConfig()
+    student_dir = Path(inputs.student_dir)
+    labels = list(inputs.labels)
     _check_label_order(student_dir, labels)
-    test_y = label_indices(test_labels, labels, "test")
-    val_y = label_indices(val_labels, labels, "val")
-    check_texts(test_texts, test_y, len(labels))
-    check_texts(val_texts, val_y, len(labels))
-    extras = {key: (list(texts), label_indices(ys, labels, key))
-              for key, (texts, ys) in (extra_test_sets or {}).items()}
-    for texts, ys in extras.values():
-        check_texts(texts, ys, len(labels))
+    test, val = (indexed(s, labels, where) for s, where in ((inputs.test, "test"),
+                                                           (inputs.val, "val")))
+    extras = {key: indexed(s, labels, key) for key, s in inputs.extra_test_sets.items()}
+    for labelled in (val, *extras.values()):
+        check_texts(labelled.texts, labelled.labels, len(labels))
     tokenizer_file = student_dir / TOKENIZER_FILE
     if not tokenizer_file.is_file():
         raise FileNotFoundError(f"{student_dir}: no {TOKENIZER_FILE} (save the fast tokenizer)")
-    encoder = TextEncoder(Tokenizer.from_file(str(tokenizer_file)), encoding)
+    encoder = TextEncoder(Tokenizer.from_file(str(tokenizer_file)), inputs.encoding)
 
     own_work = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="edgesent-package-")) if own_work else Path(work_dir)
@@ -122,58 +110,57 @@ def package_model(
     try:
         logger.info("exporting %s to ONNX", student_dir)
         fp32_path = export_onnx(student_dir, work / "onnx-fp32", validate=False)
-        logger.info("running the accuracy gate on %d test texts", len(test_texts))
-        gate = run_gate(
-            fp32_path, work / "gate", texts=list(test_texts), labels=test_y, label_names=labels,
-            encoder=encoder, student_dir=student_dir, max_drop=max_drop,
-            settings={"target": target, "mode": mode, "per_channel": per_channel,
-                      "quantize_embeddings": quantize_embeddings},
-            calibration_texts=list(val_texts), max_model_bytes=max_model_bytes,
-            threads=threads, progress=progress,
-        )
-        int8_path = gate.quantization.path
-        run = {"threads": threads, "batch_size": DEFAULT_BATCH_SIZE, "progress": progress}
+        logger.info("running the accuracy gate on %d test texts", len(test.texts))
+        result = run_gate(fp32_path, work / "gate", test, label_names=labels, encoder=encoder,
+                          config=gate, student_dir=student_dir,
+                          calibration_texts=list(val.texts))
+        int8_path = result.quantization.path
+        run = {"threads": gate.threads, "batch_size": gate.batch_size, "progress": gate.progress}
 
-        logger.info("fitting the temperature on %d validation texts", len(val_texts))
-        val_logits = onnx_logits(int8_path, encoder, list(val_texts), **run)
-        temperature = fit_temperature(val_logits, val_y)
+        logger.info("fitting the temperature on %d validation texts", len(val.texts))
+        val_logits = onnx_logits(int8_path, encoder, val.texts, **run)
+        temperature = fit_temperature(val_logits, val.labels)
         metrics: dict[str, Any] = {
-            "calibration": {"set": "val", **calibration_report(val_logits, val_y, temperature)},
-            "test": {**gate.metrics(), **_ece(gate.int8, test_y, temperature)},
+            "calibration": {"set": "val",
+                            **calibration_report(val_logits, val.labels, temperature)},
+            "test": {**result.metrics(), **_ece(result.int8, test.labels, temperature)},
         }
         extra_metrics = {}
-        for key, (texts, ys) in extras.items():
-            logger.info("evaluating extra test set %r (%d texts)", key, len(texts))
-            fp32_eval = evaluate("onnx_fp32", onnx_logits(fp32_path, encoder, texts, **run),
-                                 ys, labels)
-            int8_eval = evaluate("onnx_int8", onnx_logits(int8_path, encoder, texts, **run),
-                                 ys, labels)
-            extra_metrics[key] = {"n": len(texts), "onnx_fp32": fp32_eval.report,
+        for key, labelled in extras.items():
+            logger.info("evaluating extra test set %r (%d texts)", key, len(labelled.texts))
+            fp32_eval, int8_eval = (
+                evaluate(name, onnx_logits(path, encoder, labelled.texts, **run),
+                         labelled.labels, labels)
+                for name, path in (("onnx_fp32", fp32_path), ("onnx_int8", int8_path)))
+            extra_metrics[key] = {"n": len(labelled.texts), "onnx_fp32": fp32_eval.report,
                                   "onnx_int8": int8_eval.report,
                                   "int8_vs_fp32": compare(fp32_eval, int8_eval),
-                                  **_ece(int8_eval, ys, temperature)}
+                                  **_ece(int8_eval, labelled.labels, temperature)}
         if extra_metrics:
             metrics["extra_test_sets"] = extra_metrics
-        metrics["gate"] = gate.gate_summary()
+        metrics["gate"] = result.gate_summary()
         metrics["sizes"] = _sizes(student_dir, fp32_path, int8_path, tokenizer_file)
-
-        from edgesent.bundle import write_bundle
 
         bundle = write_bundle(
             out_dir, model_file=int8_path, tokenizer_file=tokenizer_file, labels=labels,
-            encoding=encoding, temperature=temperature, name=name, precision="int8",
-            quantization=gate.quantization.settings, provenance=provenance,
-            metrics=metrics, overwrite=overwrite,
+            encoding=inputs.encoding, temperature=temperature, name=inputs.name,
+            precision="int8", quantization=result.quantization.settings,
+            provenance=inputs.provenance, metrics=metrics, overwrite=overwrite,
         )
-        _check_reproduces(bundle.path, list(test_texts), gate.int8.logits, threads)
+        _check_reproduces(bundle.path, list(test.texts), result.int8.logits, gate)
     finally:
         if own_work:
             shutil.rmtree(work, ignore_errors=True)
     logger.info("bundle %s: int8 accuracy %.4f (fp32 %.4f), T=%.3f, %.2f MB",
-                bundle.path, gate.int8.accuracy, gate.fp32_onnx.accuracy, temperature,
+                bundle.path, result.int8.accuracy, result.fp32_onnx.accuracy, temperature,
                 bundle.size_bytes / 1e6)
-    return PackageResult(bundle.path, metrics, dict(gate.quantization.settings), temperature,
-                         bundle.size_bytes, gate.int8.logits)
+    return PackageResult(bundle.path, metrics, dict(result.quantization.settings), temperature,
+                         bundle.size_bytes, result.int8.logits)
+
+
+def indexed(labelled: LabelledSet, labels: Sequence[str], where: str) -> LabelledSet:
+    """``labelled`` with its labels as indices into ``labels`` (see :func:`label_indices`)."""
+    return LabelledSet(list(labelled.texts), label_indices(labelled.labels, labels, where))
 
 
 def label_indices(values: Sequence[int | str], labels: Sequence[str], where: str) -> list[int]:
@@ -226,11 +213,11 @@ def _sizes(student_dir: Path, fp32: Path, int8: Path, tokenizer: Path) -> dict[s
 
 
 def _check_reproduces(bundle_path: Path, texts: list[str], expected: np.ndarray,
-                      threads: int) -> None:
+                      gate: GateConfig) -> None:
     from edgesent.classifier import Classifier
 
-    classifier = Classifier.load(bundle_path, threads=threads)
-    got = classifier.predict_logits(texts, batch_size=DEFAULT_BATCH_SIZE)
+    classifier = Classifier.load(bundle_path, threads=gate.threads)
+    got = classifier.predict_logits(texts, batch_size=gate.batch_size)
     diff = float(np.max(np.abs(got.astype(np.float64) - expected)))
     same = bool((got.argmax(axis=1) == expected.argmax(axis=1)).all())
     if not same or not diff < REPRODUCE_TOLERANCE:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,44 @@ OPTIMIZED_DYNAMIC_OPS = ("MatMul", "Attention")
 
 
 @dataclass(frozen=True)
+class QuantizationSettings:
+    """How a graph is quantized: the one place the build half's defaults live.
+
+    >>> QuantizationSettings(per_channel=False).to_dict()["per_channel"]
+    False
+    >>> QuantizationSettings.from_dict({"target": "avx2", "tool": "ignored"}).target
+    'avx2'
+    """
+
+    target: str = "avx512_vnni"  # one of TARGETS
+    mode: str = "dynamic"  # one of MODES
+    per_channel: bool = True
+    quantize_embeddings: bool = True
+    optimized: bool = False  # fuse the graph first (dynamic only)
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"unknown quantization target {self.target!r}; "
+                             f"expected one of {TARGETS}")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown quantization mode {self.mode!r}; expected one of {MODES}")
+        if self.mode == "static" and self.optimized:
+            raise ValueError("optimized=True is only available with mode='dynamic'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> QuantizationSettings:
+        """The settings named in ``values`` (a manifest's ``quantization`` record, say);
+        other keys are ignored, missing ones take the defaults."""
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+    def describe(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.to_dict().items())
+
+
+@dataclass(frozen=True)
 class QuantizationResult:
     """The quantized graph and exactly how it was made (stored in the bundle manifest)."""
 
@@ -51,53 +89,44 @@ class QuantizationResult:
 def quantize(
     onnx_path_or_dir: str | Path,
     out_dir: str | Path,
+    settings: QuantizationSettings | None = None,
     *,
-    target: str = "avx512_vnni",
-    per_channel: bool = True,
-    mode: str = "dynamic",
     calibration_inputs: Iterable[Mapping[str, Any]] | None = None,
-    quantize_embeddings: bool = True,
-    optimized: bool = False,
+    **overrides: Any,
 ) -> QuantizationResult:
     """Quantize an fp32 ONNX classifier to int8; writes ``out_dir/model.onnx``.
 
-    ``target`` picks the Optimum preset (``avx512_vnni`` and ``arm64``: u8 activations,
-    s8 weights; ``avx2``: u8/u8, safer on AVX2 CPUs without VNNI). ``mode="static"`` needs
-    ``calibration_inputs``: dicts with ``input_ids`` and ``attention_mask`` (one sequence
-    or a right-padded batch each).
+    ``settings`` (default :class:`QuantizationSettings`), with any of its fields
+    overridden by keyword. ``target`` picks the Optimum preset (``avx512_vnni`` and
+    ``arm64``: u8 activations, s8 weights; ``avx2``: u8/u8, safer on AVX2 CPUs without
+    VNNI). ``mode="static"`` needs ``calibration_inputs``: dicts with ``input_ids`` and
+    ``attention_mask`` (one sequence or a right-padded batch each).
 
-    >>> result = quantize("runs/onnx/model.onnx", "runs/int8")  # doctest: +SKIP
+    >>> result = quantize("runs/onnx/model.onnx", "runs/int8", per_channel=False)  # doctest: +SKIP
     >>> result.settings["ops_quantized"]  # doctest: +SKIP
     ['MatMul', 'Attention', 'Gather', ...]
     """
-    if target not in TARGETS:
-        raise ValueError(f"unknown quantization target {target!r}; expected one of {TARGETS}")
-    if mode not in MODES:
-        raise ValueError(f"unknown quantization mode {mode!r}; expected one of {MODES}")
+    chosen = replace(settings or QuantizationSettings(), **overrides)
     source = _resolve_onnx(onnx_path_or_dir)
     out_dir = Path(out_dir)
     if out_dir.resolve() == source.parent.resolve():
         raise ValueError(f"{out_dir}: write the quantized model to another directory")
+    if chosen.mode == "static" and calibration_inputs is None:
+        raise ValueError("mode='static' needs calibration_inputs "
+                         "(input_ids/attention_mask dicts)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    if mode == "static":
-        if optimized:
-            raise ValueError("optimized=True is only available with mode='dynamic'")
-        if calibration_inputs is None:
-            raise ValueError("mode='static' needs calibration_inputs "
-                             "(input_ids/attention_mask dicts)")
-        settings = _quantize_static(source, out_dir, target, per_channel, calibration_inputs,
-                                    quantize_embeddings)
-    elif optimized:
-        settings = _quantize_optimized(source, out_dir, target, per_channel, quantize_embeddings)
+    if chosen.mode == "static":
+        assert calibration_inputs is not None
+        record = _quantize_static(source, out_dir, chosen, calibration_inputs)
+    elif chosen.optimized:
+        record = _quantize_optimized(source, out_dir, chosen)
     else:
-        settings = _quantize_optimum_dynamic(source, out_dir, target, per_channel,
-                                             quantize_embeddings)
+        record = _quantize_optimum_dynamic(source, out_dir, chosen)
     path = out_dir / MODEL_FILE
     check_signature(path)
-    settings.update(_common_settings(source, path, target, per_channel, mode, optimized,
-                                     quantize_embeddings))
-    logger.info("quantized %s -> %s (%.2f MB)", source, path, settings["size_bytes"] / 1e6)
-    return QuantizationResult(path=path, settings=settings)
+    record.update(_common_settings(source, path, chosen))
+    logger.info("quantized %s -> %s (%.2f MB)", source, path, record["size_bytes"] / 1e6)
+    return QuantizationResult(path=path, settings=record)
 
 
 def _resolve_onnx(onnx_path_or_dir: str | Path) -> Path:
@@ -114,28 +143,20 @@ def _resolve_onnx(onnx_path_or_dir: str | Path) -> Path:
     return path
 
 
-def _preset(target: str, *, is_static: bool, per_channel: bool, operators: list[str] | None = None):
+def _optimum_config(s: QuantizationSettings, excluded: Sequence[str] = ()) -> tuple[Any, list[str]]:
+    """Optimum's preset for ``s.target``, restricted to the operators ``s`` asks for."""
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    factory = getattr(AutoQuantizationConfig, target)
-    return factory(is_static=is_static, per_channel=per_channel, operators_to_quantize=operators)
+    factory = getattr(AutoQuantizationConfig, s.target)
+    is_static = s.mode == "static"
+    default_ops = factory(is_static=is_static, per_channel=s.per_channel).operators_to_quantize
+    dropped = set(excluded) | (set() if s.quantize_embeddings else set(EMBEDDING_OPS))
+    ops = [op for op in (str(getattr(o, "value", o)) for o in default_ops) if op not in dropped]
+    config = factory(is_static=is_static, per_channel=s.per_channel, operators_to_quantize=ops)
+    return config, ops
 
 
-def _select_ops(default_ops: Sequence[str], quantize_embeddings: bool, excluded=()) -> list[str]:
-    ops = [str(getattr(op, "value", op)) for op in default_ops]
-    dropped = set(excluded) | (set() if quantize_embeddings else set(EMBEDDING_OPS))
-    return [op for op in ops if op not in dropped]
-
-
-def _quantize_optimum_dynamic(source: Path, out_dir: Path, target: str, per_channel: bool,
-                              quantize_embeddings: bool) -> dict[str, Any]:
-    from optimum.onnxruntime import ORTQuantizer
-
-    default_ops = _preset(target, is_static=False, per_channel=per_channel).operators_to_quantize
-    ops = _select_ops(default_ops, quantize_embeddings)
-    config = _preset(target, is_static=False, per_channel=per_channel, operators=ops)
-    quantizer = ORTQuantizer.from_pretrained(source.parent, file_name=source.name)
-    quantizer.quantize(quantization_config=config, save_dir=out_dir, file_suffix=None)
+def _optimum_record(config: Any, ops: list[str]) -> dict[str, Any]:
     return {
         "tool": "optimum.onnxruntime.ORTQuantizer",
         "ops_quantized": ops,
@@ -145,22 +166,31 @@ def _quantize_optimum_dynamic(source: Path, out_dir: Path, target: str, per_chan
     }
 
 
-def _quantize_optimized(source: Path, out_dir: Path, target: str, per_channel: bool,
-                        quantize_embeddings: bool) -> dict[str, Any]:
+def _quantize_optimum_dynamic(source: Path, out_dir: Path,
+                              s: QuantizationSettings) -> dict[str, Any]:
+    from optimum.onnxruntime import ORTQuantizer
+
+    config, ops = _optimum_config(s)
+    quantizer = ORTQuantizer.from_pretrained(source.parent, file_name=source.name)
+    quantizer.quantize(quantization_config=config, save_dir=out_dir, file_suffix=None)
+    return _optimum_record(config, ops)
+
+
+def _quantize_optimized(source: Path, out_dir: Path, s: QuantizationSettings) -> dict[str, Any]:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from .onnx_export import optimize_onnx
 
-    ops = list(OPTIMIZED_DYNAMIC_OPS) + (["Gather"] if quantize_embeddings else [])
-    weight_type = QuantType.QUInt8 if target == "avx2" else QuantType.QInt8
+    ops = list(OPTIMIZED_DYNAMIC_OPS) + (["Gather"] if s.quantize_embeddings else [])
+    weight_type = QuantType.QUInt8 if s.target == "avx2" else QuantType.QInt8
     with tempfile.TemporaryDirectory(prefix="edgesent-opt-") as tmp:
         optimized = optimize_onnx(source, tmp)
         quantize_dynamic(
             optimized,
             out_dir / MODEL_FILE,
             op_types_to_quantize=ops,
-            per_channel=per_channel,
+            per_channel=s.per_channel,
             weight_type=weight_type,
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
@@ -174,9 +204,8 @@ def _quantize_optimized(source: Path, out_dir: Path, target: str, per_channel: b
     }
 
 
-def _quantize_static(source: Path, out_dir: Path, target: str, per_channel: bool,
-                     calibration_inputs: Iterable[Mapping[str, Any]],
-                     quantize_embeddings: bool) -> dict[str, Any]:
+def _quantize_static(source: Path, out_dir: Path, s: QuantizationSettings,
+                     calibration_inputs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     from onnxruntime.quantization import CalibrationMethod
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import CalibrationConfig
@@ -184,9 +213,7 @@ def _quantize_static(source: Path, out_dir: Path, target: str, per_channel: bool
     samples = calibration_samples(calibration_inputs)
     if not samples:
         raise ValueError("calibration_inputs is empty")
-    default_ops = _preset(target, is_static=True, per_channel=per_channel).operators_to_quantize
-    ops = _select_ops(default_ops, quantize_embeddings, excluded=STATIC_EXCLUDED_OPS)
-    config = _preset(target, is_static=True, per_channel=per_channel, operators=ops)
+    config, ops = _optimum_config(s, excluded=STATIC_EXCLUDED_OPS)
     calibration = CalibrationConfig(
         dataset_name="edgesent-calibration",
         dataset_config_name="in-memory",
@@ -204,14 +231,8 @@ def _quantize_static(source: Path, out_dir: Path, target: str, per_channel: bool
         )
     quantizer.quantize(quantization_config=config, save_dir=out_dir, file_suffix=None,
                        calibration_tensors_range=ranges)
-    return {
-        "tool": "optimum.onnxruntime.ORTQuantizer",
-        "ops_quantized": ops,
-        "weights_dtype": config.weights_dtype.name,
-        "activations_dtype": config.activations_dtype.name,
-        "format": config.format.name,
-        "calibration": {"method": "MinMax", "samples": len(samples)},
-    }
+    return {**_optimum_record(config, ops),
+            "calibration": {"method": "MinMax", "samples": len(samples)}}
 
 
 def calibration_samples(inputs: Iterable[Mapping[str, Any]]) -> list[dict[str, np.ndarray]]:
@@ -234,17 +255,12 @@ def calibration_samples(inputs: Iterable[Mapping[str, Any]]) -> list[dict[str, n
     return samples
 
 
-def _common_settings(source: Path, path: Path, target: str, per_channel: bool, mode: str,
-                     optimized: bool, quantize_embeddings: bool) -> dict[str, Any]:
+def _common_settings(source: Path, path: Path, s: QuantizationSettings) -> dict[str, Any]:
     import onnxruntime
 
     return {
         "precision": "int8",
-        "mode": mode,
-        "target": target,
-        "per_channel": per_channel,
-        "quantize_embeddings": quantize_embeddings,
-        "optimized": optimized,
+        **s.to_dict(),
         "onnxruntime_version": onnxruntime.__version__,
         "optimum_version": _version("optimum"),
         "source": source.name,

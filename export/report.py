@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgesent.bundle import load_bundle
+from edgesent.runner import Runner
 from edgesent.tokenization import TextEncoder
 
 TYPICAL_REVIEW = (
@@ -52,7 +53,6 @@ def measure_latency(
     teacher_dir: Path, student_onnx: Path | None, bundle_dir: Path, threads: int = 1
 ) -> dict[str, float]:
     """Median milliseconds per single typical review, for each of the three models."""
-    import onnxruntime as ort
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -77,23 +77,14 @@ def measure_latency(
         "student int8 (bundle)": lambda: classifier.predict(TYPICAL_REVIEW),
     }
     if student_onnx is not None and student_onnx.exists():
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(
-            str(student_onnx), options, providers=["CPUExecutionProvider"]
-        )
         from tokenizers import Tokenizer
 
-        student_encoder = TextEncoder(
-            Tokenizer.from_file(str(student_onnx.parent / "tokenizer.json"))
-            if (student_onnx.parent / "tokenizer.json").exists()
-            else Tokenizer.from_file(str(bundle.tokenizer_path)),
-            bundle.encoding,
-        )
-        s_ids, s_mask = student_encoder.encode([TYPICAL_REVIEW])
-        feeds = {"input_ids": s_ids, "attention_mask": s_mask}
-        calls["student fp32 (ONNX)"] = lambda: session.run(None, feeds)
+        tokenizer = student_onnx.parent / "tokenizer.json"
+        if not tokenizer.exists():
+            tokenizer = bundle.tokenizer_path
+        encoder = TextEncoder(Tokenizer.from_file(str(tokenizer)), bundle.encoding)
+        runner = Runner.from_onnx(student_onnx, encoder, threads)
+        calls["student fp32 (ONNX)"] = lambda: runner.logits([TYPICAL_REVIEW], batch_size=1)
     return _time_calls(calls)
 
 

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from extras import EXPORT_REASON
 
-pytest.importorskip("torch", reason="needs the [export] extra")
-pytest.importorskip("optimum.onnxruntime", reason="needs the [export] extra")
+pytest.importorskip("torch", reason=EXPORT_REASON)
+pytest.importorskip("optimum.onnxruntime", reason=EXPORT_REASON)
 
 from tokenizers import Tokenizer
 
 from edgesent.errors import EdgesentError
 from edgesent.tokenization import EncodingSettings, TextEncoder
 from edgesent_export.gate import (
+    GateConfig,
     GateError,
+    LabelledSet,
     attempt_plan,
     check_texts,
-    onnx_logits,
+    evaluate,
     run_gate,
 )
+from edgesent_export.logits import onnx_logits, torch_logits
+from edgesent_export.quantize import QuantizationSettings
 
 LABELS = ["negative", "positive"]
 
@@ -38,9 +44,9 @@ def test_set(review_factory):
 
 def test_gate_passes_and_reports_all_three_models(trained_tiny_onnx, trained_tiny_distilbert_dir,
                                                   encoder, test_set, tmp_path):
-    result = run_gate(trained_tiny_onnx, tmp_path, texts=test_set.texts, labels=test_set.labels,
+    result = run_gate(trained_tiny_onnx, tmp_path, LabelledSet(test_set.texts, test_set.labels),
                       label_names=LABELS, encoder=encoder, student_dir=trained_tiny_distilbert_dir,
-                      threads=1, progress=False)
+                      config=GateConfig(threads=1, progress=False))
     assert len(result.attempts) == 1 and result.attempts[0].passed
     metrics = result.metrics()
     assert metrics["n"] == len(test_set)
@@ -60,13 +66,14 @@ def test_gate_passes_and_reports_all_three_models(trained_tiny_onnx, trained_tin
 def test_negative_max_drop_fails_with_every_attempt_listed(trained_tiny_onnx, encoder, test_set,
                                                            tmp_path):
     with pytest.raises(GateError) as info:
-        run_gate(trained_tiny_onnx, tmp_path, texts=test_set.texts[:24],
-                 labels=test_set.labels[:24], label_names=LABELS, encoder=encoder,
-                 max_drop=-1.0, calibration_texts=test_set.texts[24:40], threads=1,
-                 progress=False, max_model_bytes=10**9)
+        run_gate(trained_tiny_onnx, tmp_path,
+                 LabelledSet(test_set.texts[:24], test_set.labels[:24]), label_names=LABELS,
+                 encoder=encoder, calibration_texts=test_set.texts[24:40],
+                 config=GateConfig(max_drop=-1.0, threads=1, progress=False,
+                                   max_model_bytes=10**9))
     error = info.value
     assert isinstance(error, EdgesentError)
-    plan = attempt_plan({}, can_calibrate=True)
+    plan = attempt_plan(QuantizationSettings(), can_calibrate=True)
     assert len(error.attempts) == len(plan)
     assert [a.settings for a in error.attempts] == plan
     message = str(error)
@@ -79,13 +86,37 @@ def test_negative_max_drop_fails_with_every_attempt_listed(trained_tiny_onnx, en
 
 
 def test_attempt_plan_order_and_no_repeats():
-    plan = attempt_plan({"per_channel": False}, can_calibrate=False)
-    assert plan[0]["per_channel"] is False and plan[0]["quantize_embeddings"] is True
-    assert plan[1] == {**plan[0], "quantize_embeddings": False}
-    assert plan[2]["per_channel"] is True
-    assert all(s["mode"] == "dynamic" for s in plan)
-    assert plan[-1]["target"] == "avx2"
-    assert len({tuple(sorted(s.items())) for s in plan}) == len(plan)
+    plan = attempt_plan(QuantizationSettings(per_channel=False), can_calibrate=False)
+    assert plan[0].per_channel is False and plan[0].quantize_embeddings is True
+    assert plan[1] == replace(plan[0], quantize_embeddings=False)
+    assert plan[2].per_channel is True
+    assert all(s.mode == "dynamic" for s in plan)
+    assert plan[-1].target == "avx2"
+    assert len(set(plan)) == len(plan)
+    static = attempt_plan(QuantizationSettings(mode="static"), can_calibrate=True)
+    assert static[0].mode == "static" and static[3] == replace(static[0], mode="dynamic",
+                                                                optimized=True)
+
+
+def test_quantization_settings_round_trip_and_refuse_bad_values():
+    settings = QuantizationSettings(target="arm64", per_channel=False)
+    assert QuantizationSettings.from_dict({**settings.to_dict(), "size_bytes": 3}) == settings
+    with pytest.raises(ValueError, match="target"):
+        QuantizationSettings(target="avx9000")
+    with pytest.raises(ValueError, match="only available with mode='dynamic'"):
+        QuantizationSettings(mode="static", optimized=True)
+
+
+def test_pytorch_and_onnx_logits_batch_alike_and_skip_blank_texts(
+        trained_tiny_onnx, trained_tiny_distilbert_dir, encoder, test_set):
+    texts = [*test_set.texts[:40], "\u200b", test_set.texts[0] * 3]
+    onnx = onnx_logits(trained_tiny_onnx, encoder, texts, threads=1, batch_size=8)
+    torch = torch_logits(trained_tiny_distilbert_dir, encoder, texts, threads=1, batch_size=8)
+    assert np.isnan(onnx[40]).all() and np.isnan(torch[40]).all()
+    live = [i for i in range(len(texts)) if i != 40]
+    np.testing.assert_allclose(torch[live], onnx[live], atol=1e-4)
+    with pytest.raises(ValueError, match="row 40: text has no content tokens"):
+        evaluate("onnx_fp32", onnx, [0] * len(texts), LABELS)
 
 
 def test_rejects_bad_rows():
@@ -97,7 +128,6 @@ def test_rejects_bad_rows():
         check_texts(["a", "b"], [0], 2)
 
 
-def test_rejects_non_finite_max_drop(trained_tiny_onnx, encoder, tmp_path):
+def test_rejects_non_finite_max_drop():
     with pytest.raises(ValueError, match="max_drop"):
-        run_gate(trained_tiny_onnx, tmp_path, texts=["x"], labels=[0], label_names=LABELS,
-                 encoder=encoder, max_drop=float("nan"))
+        GateConfig(max_drop=float("nan"))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from extras import EXPORT_REASON
 
-torch = pytest.importorskip("torch", reason="needs the [export] extra")
-transformers = pytest.importorskip("transformers", reason="needs the [export] extra")
-pytest.importorskip("optimum.exporters.onnx", reason="needs the [export] extra")
+torch = pytest.importorskip("torch", reason=EXPORT_REASON)
+transformers = pytest.importorskip("transformers", reason=EXPORT_REASON)
+pytest.importorskip("optimum.exporters.onnx", reason=EXPORT_REASON)
 
 import onnxruntime as ort  # noqa: E402
 
@@ -71,5 +72,19 @@ def test_missing_model_directory_is_named(tmp_path):
         export_onnx(tmp_path / "nowhere", tmp_path / "out")
 
 
-def test_check_signature_accepts_export(trained_tiny_onnx):
-    check_signature(trained_tiny_onnx)
+def test_check_signature_refuses_what_the_run_half_cannot_serve(trained_tiny_onnx, tmp_path):
+    import onnx
+
+    model = onnx.load(str(trained_tiny_onnx))
+    old = model.graph.output[0].name
+    model.graph.output[0].name = "scores"
+    for node in model.graph.node:
+        node.output[:] = ["scores" if name == old else name for name in node.output]
+    renamed = tmp_path / "renamed.onnx"
+    onnx.save(model, str(renamed))
+    with pytest.raises(GraphSignatureError, match="no output named 'logits'"):
+        check_signature(renamed)
+    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    onnx.save(model, str(renamed))
+    with pytest.raises(GraphSignatureError, match="input input_ids is tensor\\(float\\)"):
+        check_signature(renamed)

@@ -7,15 +7,17 @@ import json
 
 import numpy as np
 import pytest
+from extras import EXPORT_REASON
 
-pytest.importorskip("torch", reason="needs the [export] extra")
-pytest.importorskip("optimum.onnxruntime", reason="needs the [export] extra")
+pytest.importorskip("torch", reason=EXPORT_REASON)
+pytest.importorskip("optimum.onnxruntime", reason=EXPORT_REASON)
 
 from edgesent import Classifier, load_bundle
 from edgesent.tokenization import EncodingSettings
-from edgesent_export.gate import GateError
+from edgesent_export.gate import GateConfig, GateError, LabelledSet
 from edgesent_export.package import (
     PackageError,
+    PackageInputs,
     _check_reproduces,
     label_indices,
     package_model,
@@ -23,20 +25,25 @@ from edgesent_export.package import (
 
 LABELS = ["negative", "positive"]
 ENCODING = EncodingSettings(max_length=64, truncation="head_tail", head_tokens=16)
+QUIET = GateConfig(threads=1, progress=False)
+
+
+def _inputs(student_dir, test, val, **more):
+    return PackageInputs(student_dir, more.pop("labels", LABELS), ENCODING,
+                         test=LabelledSet(*test), val=LabelledSet(*val), **more)
 
 
 @pytest.fixture(scope="module")
 def packaged(tmp_path_factory, trained_tiny_distilbert_dir, review_factory):
     test, val, extra = review_factory(80, 31), review_factory(60, 32), review_factory(40, 33)
     work = tmp_path_factory.mktemp("package-work")
-    result = package_model(
-        trained_tiny_distilbert_dir, work / "bundle", labels=LABELS, encoding=ENCODING,
-        test_texts=test.texts, test_labels=test.labels,
-        val_texts=val.texts, val_labels=[LABELS[y] for y in val.labels],
-        extra_test_sets={"shifted": (extra.texts, extra.labels)},
-        provenance={"base_model": "tiny-random", "command": "pytest"},
-        work_dir=work / "work", threads=1, progress=False, name="tiny-reviews",
+    inputs = _inputs(
+        trained_tiny_distilbert_dir, (test.texts, test.labels),
+        (val.texts, [LABELS[y] for y in val.labels]),
+        extra_test_sets={"shifted": LabelledSet(extra.texts, extra.labels)},
+        provenance={"base_model": "tiny-random", "command": "pytest"}, name="tiny-reviews",
     )
+    result = package_model(inputs, work / "bundle", QUIET, work_dir=work / "work")
     return result, test, work
 
 
@@ -86,16 +93,15 @@ def test_reproduction_check_catches_a_different_model(packaged):
     tampered = result.test_logits.copy()
     tampered[3] += 1e-3
     with pytest.raises(PackageError, match="differs from the gate"):
-        _check_reproduces(result.path, test.texts, tampered, threads=1)
+        _check_reproduces(result.path, test.texts, tampered, QUIET)
 
 
 def test_impossible_gate_writes_no_bundle(tmp_path, trained_tiny_distilbert_dir, review_factory):
     data = review_factory(20, 41)
     with pytest.raises(GateError, match="accuracy gate failed"):
-        package_model(trained_tiny_distilbert_dir, tmp_path / "bundle", labels=LABELS,
-                      encoding=ENCODING, test_texts=data.texts, test_labels=data.labels,
-                      val_texts=data.texts[:8], val_labels=data.labels[:8], max_drop=-1.0,
-                      threads=1, progress=False)
+        package_model(_inputs(trained_tiny_distilbert_dir, (data.texts, data.labels),
+                              (data.texts[:8], data.labels[:8])), tmp_path / "bundle",
+                      GateConfig(max_drop=-1.0, threads=1, progress=False))
     assert not (tmp_path / "bundle").exists()
 
 
@@ -104,6 +110,5 @@ def test_label_errors_name_the_row(tmp_path, trained_tiny_distilbert_dir):
     with pytest.raises(ValueError, match="test row 1: unknown label 'meh'"):
         label_indices(["positive", "meh"], LABELS, "test")
     with pytest.raises(ValueError, match="id2label order"):
-        package_model(trained_tiny_distilbert_dir, tmp_path / "b", labels=LABELS[::-1],
-                      encoding=ENCODING, test_texts=["a"], test_labels=[0], val_texts=["a"],
-                      val_labels=[0], progress=False)
+        package_model(_inputs(trained_tiny_distilbert_dir, (["a"], [0]), (["a"], [0]),
+                              labels=LABELS[::-1]), tmp_path / "b", QUIET)
