@@ -6,3 +6,5 @@ that use them, so importing this package stays cheap.
 """
 
 EXTRA_HINT = 'this needs the build half: pip install "edgesent[export]" torch==2.13.0'
+# The teacher's base encoder when none is given (the CLI's --model default).
+DEFAULT_BASE_MODEL = "distilbert-base-uncased"

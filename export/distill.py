@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,28 +26,43 @@ from edgesent.errors import InputError
 from edgesent.tokenization import EncodingSettings
 
 from .data import FormattedData, Review, dedup_key
-from .finetune import (
-    FinetuneResult,
-    best_saver,
+from .student import make_student
+from .training import IGNORE_LABEL, EncodedSet, LossFn, TrainConfig, predict_logits
+from .training_run import (
+    TrainingResult,
     encode_reviews,
     load_tokenizer,
     make_encoder,
-    report_run,
-)
-from .student import make_student
-from .training import (
-    IGNORE_LABEL,
-    EncodedSet,
-    LossFn,
-    TrainConfig,
-    Trainer,
-    predict_logits,
-    save_history_plot,
+    train_and_report,
 )
 
 logger = logging.getLogger(__name__)
 
 TEACHER_LOGITS_FILE = "teacher_logits.npy"
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    """The student's depth (None: half the teacher's) and the distillation loss.
+
+    >>> DistillSettings(alpha=2.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: alpha must lie in [0, 1], got 2.0
+    """
+
+    layers: int | None = None
+    temperature: float = 2.0
+    alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"the distillation temperature must be positive, "
+                             f"got {self.temperature}")
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
+        if self.layers is not None and self.layers < 1:
+            raise ValueError(f"the student needs at least 1 layer, got {self.layers}")
 
 
 def distillation_loss(temperature: float = 2.0, alpha: float = 0.5) -> LossFn:
@@ -57,10 +73,7 @@ def distillation_loss(temperature: float = 2.0, alpha: float = 0.5) -> LossFn:
     import torch
     import torch.nn.functional as F
 
-    if temperature <= 0:
-        raise ValueError("the distillation temperature must be positive")
-    if not 0 <= alpha <= 1:
-        raise ValueError("alpha must lie in [0, 1]")
+    DistillSettings(temperature=temperature, alpha=alpha)  # checks both
 
     def loss_fn(logits: Any, batch: dict[str, Any]) -> Any:
         teacher = batch["teacher_logits"]
@@ -151,10 +164,11 @@ def distill(
     alpha: float = 0.5,
     resume: bool = False,
     progress: bool = True,
-) -> FinetuneResult:
+) -> TrainingResult:
     """Distil ``teacher`` (a fine-tuned model directory) into a DistilBERT student."""
     from transformers import AutoModelForSequenceClassification
 
+    settings = DistillSettings(n_layers, temperature, alpha)
     config = config or TrainConfig()
     encoding = encoding or EncodingSettings()
     out = Path(out_dir)
@@ -174,7 +188,36 @@ def distill(
         import torch
 
         torch.set_num_threads(config.threads)
-    # Unlabelled text already labelled here adds nothing; text of a test set must not leak.
+    extra = _new_unlabelled(data, unlabelled)
+    train_set = encode_reviews(encoder, [*data.train, *extra], data.labels)
+    train_set.teacher_logits = teacher_logits(
+        teacher_model, train_set, encoder.pad_id, out / TEACHER_LOGITS_FILE, progress,
+        teacher_id=teacher_identity(teacher),
+    )
+    val_set = encode_reviews(encoder, data.val, data.labels)
+    val_set.teacher_logits = predict_logits(teacher_model, val_set, encoder.pad_id)
+    logger.info(
+        "distilling over %d labelled and %d unlabelled reviews", len(data.train), len(extra)
+    )
+    student = make_student(teacher_model, n_layers=settings.layers)
+    del teacher_model
+    return train_and_report(
+        student, tokenizer, encoder, data, out, config, train_set=train_set, val_set=val_set,
+        loss_fn=distillation_loss(settings.temperature, settings.alpha), started=started,
+        resume=resume, progress=progress,
+        record={
+            "base_model": str(teacher),
+            "teacher": str(teacher),
+            "n_layers": student.config.n_layers,
+            "distillation": {"temperature": settings.temperature, "alpha": settings.alpha,
+                             "labelled": len(data.train), "unlabelled": len(extra)},
+        },
+    )
+
+
+def _new_unlabelled(data: FormattedData, unlabelled: Sequence[Review]) -> list[Review]:
+    """Unlabelled reviews not already in the data: text labelled here adds nothing, and
+    text of a test set must not leak into training."""
     held = [*data.train, *data.val, *(r for rows in data.test.values() for r in rows)]
     known = {dedup_key(r.text) for r in held}
     extra, seen = [], set()
@@ -183,48 +226,4 @@ def distill(
         if key not in known and key not in seen:
             seen.add(key)
             extra.append(Review(review.text, None, review.source, review.domain))
-    train_set = encode_reviews(encoder, [*data.train, *extra], data.labels)
-    train_set.teacher_logits = teacher_logits(
-        teacher_model, train_set, encoder.pad_id, out / TEACHER_LOGITS_FILE, progress,
-        teacher_id=teacher_identity(teacher),
-    )
-    val_set = encode_reviews(encoder, data.val, data.labels)
-    teacher_val = predict_logits(teacher_model, val_set, encoder.pad_id)
-    val_set.teacher_logits = teacher_val
-    logger.info(
-        "distilling over %d labelled and %d unlabelled reviews", len(data.train), len(extra)
-    )
-    student = make_student(teacher_model, n_layers=n_layers)
-    del teacher_model
-    trainer = Trainer(
-        student,
-        train_set,
-        val_set,
-        config,
-        out,
-        loss_fn=distillation_loss(temperature, alpha),
-        pad_id=encoder.pad_id,
-        label_names=data.labels,
-        save_best=best_saver(tokenizer),
-        progress=progress,
-    )
-    state = trainer.train(resume=resume)
-    (out / "history.json").write_text(json.dumps(state.history, indent=2) + "\n", "utf-8")
-    if state.history:
-        save_history_plot(state.history, out / "curves.png")
-    if not state.finished:
-        return FinetuneResult(out, trainer.best_dir, {}, wall_seconds=time.perf_counter() - started)
-    return report_run(
-        trainer.best_dir, data, encoder, out, config,
-        started=started, state=state, base_model=str(teacher), progress=progress,
-        extra={
-            "teacher": str(teacher),
-            "n_layers": student.config.n_layers,
-            "distillation": {
-                "temperature": temperature,
-                "alpha": alpha,
-                "labelled": len(data.train),
-                "unlabelled": len(extra),
-            },
-        },
-    )
+    return extra

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,11 @@ import numpy as np
 from edgesent.bundle import MANIFEST_NAME
 from edgesent.errors import InputError
 from edgesent.metrics import classification_report
+from edgesent.tokenization import EncodingSettings
 
 from .data import DropCounts, Review
 from .sources import Source
+from .training_run import per_domain_accuracy, saved_encoding
 
 
 def evaluate_model(
@@ -25,15 +28,19 @@ def evaluate_model(
     *,
     batch_size: int = 32,
     threads: int | None = None,
-    max_length: int = 256,
+    max_length: int | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class figures, confusion matrix (and per domain) of ``model``."""
+    """Accuracy, macro-F1, per-class figures, confusion matrix (and per domain) of ``model``.
+
+    A checkpoint is read with the encoding its training saved; ``max_length`` overrides
+    its length (and sets it for checkpoints that saved none, 256 by default).
+    """
     drops = DropCounts()
     reviews = source.read(drops)
     if not reviews:
         raise InputError(f"{source.path}: no labelled reviews to evaluate on")
-    labels, logits = _logits(Path(model), [r.text for r in reviews], batch_size, threads,
-                             max_length)
+    labels, logits, encoding = _logits(Path(model), [r.text for r in reviews], batch_size,
+                                       threads, max_length)
     unknown = sorted({str(r.label) for r in reviews} - set(labels))
     if unknown:
         raise InputError(
@@ -45,35 +52,36 @@ def evaluate_model(
     report["model"] = str(model)
     report["file"] = str(source.path)
     report["rows_dropped"] = drops.as_dict()
-    domains = _per_domain(reviews, truth, logits.argmax(axis=1))
+    if encoding is not None:
+        report["encoding"] = asdict(encoding)
+    domains = per_domain_accuracy(reviews, logits, labels)
     if domains:
         report["per_domain"] = domains
     return report
 
 
 def _logits(
-    model: Path, texts: list[str], batch_size: int, threads: int | None, max_length: int
-) -> tuple[list[str], np.ndarray]:
+    model: Path, texts: list[str], batch_size: int, threads: int | None, max_length: int | None
+) -> tuple[list[str], np.ndarray, EncodingSettings | None]:
+    """Labels and logits of a bundle (run half), or of a checkpoint with its encoding."""
     if (model / MANIFEST_NAME).exists():
         from edgesent import Classifier
 
         classifier = Classifier.load(model, threads=threads)
-        return list(classifier.labels), classifier.predict_logits(texts, batch_size=batch_size)
+        logits = classifier.predict_logits(texts, batch_size=batch_size)
+        return list(classifier.labels), logits, None
     if not (model / "config.json").exists():
         raise InputError(
             f"{model}: neither a bundle ({MANIFEST_NAME}) nor a checkpoint (config.json)"
         )
     from transformers import AutoConfig
 
-    from edgesent.tokenization import EncodingSettings
-
-    from .finetune import encode_reviews, load_classifier, load_tokenizer, make_encoder
     from .training import predict_logits
+    from .training_run import encode_reviews, load_classifier, load_tokenizer, make_encoder
 
     config = AutoConfig.from_pretrained(str(model))
     labels = [config.id2label[i] for i in range(config.num_labels)]
-    # head_tokens 64 at the default 256, a quarter of shorter lengths (64 would not fit).
-    encoding = EncodingSettings(max_length=max_length, head_tokens=min(64, max_length // 4))
+    encoding = checkpoint_encoding(model, max_length)
     encoder = make_encoder(load_tokenizer(model), encoding)
     classifier = load_classifier(model, labels)
     if threads:
@@ -81,18 +89,19 @@ def _logits(
 
         torch.set_num_threads(threads)
     encoded = encode_reviews(encoder, [Review(t, None) for t in texts], labels)
-    return labels, predict_logits(classifier, encoded, encoder.pad_id, batch_size)
+    return labels, predict_logits(classifier, encoded, encoder.pad_id, batch_size), encoding
 
 
-def _per_domain(reviews: list[Review], truth: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
-    groups: dict[str, list[int]] = {}
-    for i, review in enumerate(reviews):
-        if review.domain is not None:
-            groups.setdefault(review.domain, []).append(i)
-    return {
-        domain: {"accuracy": float((truth[idx] == pred[idx]).mean()), "n": len(idx)}
-        for domain, idx in sorted(groups.items())
-    }
+def checkpoint_encoding(model: Path, max_length: int | None = None) -> EncodingSettings:
+    """The encoding training saved with ``model``, its length overridden by ``max_length``;
+    without one, ``max_length`` (256) with a quarter of it, at most 64, kept from the head."""
+    saved = saved_encoding(model)
+    if saved is None:
+        length = max_length or EncodingSettings().max_length
+        return EncodingSettings(max_length=length, head_tokens=min(64, length // 4))
+    if max_length is None:
+        return saved
+    return replace(saved, max_length=max_length, head_tokens=min(saved.head_tokens, max_length))
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -23,6 +23,8 @@ import numpy as np
 
 from edgesent.metrics import classification_report
 
+from .calibration import nll
+
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
@@ -192,10 +194,8 @@ def predict_logits(
 def evaluate_logits(
     logits: np.ndarray, labels: np.ndarray, label_names: Sequence[str]
 ) -> dict[str, Any]:
-    """Loss, accuracy and macro-F1 of logits against integer labels."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = float(-log_probs[np.arange(len(labels)), labels].mean())
+    """Loss (mean NLL), accuracy and macro-F1 of logits against integer labels."""
+    loss = nll(logits, labels)
     report = classification_report(labels, logits.argmax(axis=1), label_names)
     return {"loss": loss, **report}
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from extras import EXPORT_REASON
 from helpers_training import TINY_ENCODING, formatted, load_model, tiny_config, to_reviews
 
-pytest.importorskip("torch", reason="needs the [export] extra")
-pytest.importorskip("transformers", reason="needs the [export] extra")
+pytest.importorskip("torch", reason=EXPORT_REASON)
+pytest.importorskip("transformers", reason=EXPORT_REASON)
 
 import torch
 import torch.nn.functional as F
@@ -27,9 +28,10 @@ from edgesent_export.distill import (
     teacher_identity,
     teacher_logits,
 )
-from edgesent_export.finetune import encode_reviews, finetune, load_tokenizer, make_encoder
+from edgesent_export.finetune import finetune
 from edgesent_export.student import make_student
 from edgesent_export.training import predict_logits
+from edgesent_export.training_run import encode_reviews, load_tokenizer, make_encoder
 
 LABELS = ["negative", "positive"]
 

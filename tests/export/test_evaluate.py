@@ -52,7 +52,14 @@ def test_evaluate_a_bundle(tiny_bundle: Path, bundle_csv: Path) -> None:
     assert f"accuracy: {report['accuracy']:.4f}" in text
     assert "confusion matrix (rows: true, columns: predicted)" in text
     assert "rows dropped: empty text: 1" in text
-    assert text.count("\n") > 10
+    lines = text.splitlines()
+    positive = report["per_class"]["positive"]
+    assert (f"positive     {positive['precision']:>9.4f} {positive['recall']:>9.4f} "
+            f"{positive['f1']:>9.4f}        4") in lines
+    shop_a = report["per_domain"]["a"]["accuracy"]
+    assert f"a            {shop_a:>9.4f}      3" in lines
+    matrix = report["confusion_matrix"]
+    assert f"negative     {matrix[0][0]:>12} {matrix[0][1]:>12}" in lines
 
 
 def test_evaluate_a_checkpoint_matches_its_own_logits(
@@ -74,6 +81,20 @@ def test_evaluate_a_checkpoint_matches_its_own_logits(
     assert report["accuracy"] == pytest.approx(float(np.mean(predicted == truth)))
     assert report["rows_dropped"] == {"label neutral dropped": 1}
     assert "per_domain" not in report
+    assert report["encoding"] == {"max_length": 48, "truncation": "head_tail", "head_tokens": 12}
+
+
+def test_a_checkpoint_is_read_with_the_encoding_training_saved(tmp_path: Path) -> None:
+    from edgesent.tokenization import EncodingSettings
+    from edgesent_export.evaluate import checkpoint_encoding
+    from edgesent_export.training_run import ENCODING_FILE
+
+    saved = EncodingSettings(max_length=40, truncation="tail", head_tokens=0)
+    (tmp_path / ENCODING_FILE).write_text(
+        '{"max_length": 40, "truncation": "tail", "head_tokens": 0}', "utf-8")
+    assert checkpoint_encoding(tmp_path) == saved
+    assert checkpoint_encoding(tmp_path, 32) == EncodingSettings(32, "tail", 0)
+    assert checkpoint_encoding(tmp_path / "elsewhere") == EncodingSettings(256, "head_tail", 64)
 
 
 def test_labels_the_model_does_not_know(tiny_bundle: Path, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from extras import EXPORT_REASON
 from helpers_training import (
     TINY_ENCODING,
     formatted,
@@ -19,17 +20,13 @@ from helpers_training import (
     to_reviews,
 )
 
-pytest.importorskip("torch", reason="needs the [export] extra")
-pytest.importorskip("transformers", reason="needs the [export] extra")
+pytest.importorskip("torch", reason=EXPORT_REASON)
+pytest.importorskip("transformers", reason=EXPORT_REASON)
 
 from edgesent_export import finetune as finetune_module
 from edgesent_export.data import Review, format_dataset
-from edgesent_export.finetune import (
-    RESULT_FILE,
-    finetune,
-    per_domain_accuracy,
-    write_predictions,
-)
+from edgesent_export.finetune import finetune
+from edgesent_export.training_run import RESULT_FILE, per_domain_accuracy, write_predictions
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "vocab.txt")

@@ -10,19 +10,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from extras import EXPORT_REASON
 from helpers_training import TINY_ENCODING, formatted, load_model, tiny_config
 
-pytest.importorskip("torch", reason="needs the [export] extra")
-pytest.importorskip("transformers", reason="needs the [export] extra")
+pytest.importorskip("torch", reason=EXPORT_REASON)
+pytest.importorskip("transformers", reason=EXPORT_REASON)
 
 import torch
 
-from edgesent_export.finetune import (
-    best_saver,
-    encode_reviews,
-    load_tokenizer,
-    make_encoder,
-)
 from edgesent_export.training import (
     STATE_FILE,
     Trainer,
@@ -33,6 +28,12 @@ from edgesent_export.training import (
     length_grouped_batches,
     predict_logits,
     select_device_and_precision,
+)
+from edgesent_export.training_run import (
+    best_saver,
+    encode_reviews,
+    load_tokenizer,
+    make_encoder,
 )
 
 LABELS = ["negative", "positive"]

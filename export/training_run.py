@@ -1,0 +1,224 @@
+"""One training run of the build half, shared by fine-tuning and distillation.
+
+:func:`train_and_report` takes a model, its encoded training and validation sets and a
+loss, trains it with :class:`~edgesent_export.training.Trainer` (checkpoints, resume,
+early stopping), writes ``history.json`` and ``curves.png``, and, once the run has
+finished, scores the best weights on validation and every test set and writes
+``result.json`` and one predictions file per test set. An unfinished run (stopped as
+asked, or killed) returns a :class:`TrainingResult` without metrics.
+
+The best weights are saved with their tokenizer and the encoding they were trained
+with (:data:`ENCODING_FILE`), so a checkpoint is scored as it was trained.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgesent.metrics import softmax
+from edgesent.tokenization import EncodingSettings, TextEncoder
+
+from .data import FormattedData, Review
+from .training import (
+    IGNORE_LABEL,
+    EncodedSet,
+    LossFn,
+    TrainConfig,
+    Trainer,
+    evaluate_logits,
+    predict_logits,
+    save_history_plot,
+    select_device_and_precision,
+)
+
+RESULT_FILE = "result.json"
+ENCODING_FILE = "edgesent_encoding.json"
+
+
+@dataclass
+class TrainingResult:
+    """Where the trained model lies and how it scored (no metrics: not finished)."""
+
+    out_dir: Path
+    model_dir: Path
+    val_metrics: dict[str, Any]
+    test_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    stopped_early: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.val_metrics)
+
+
+def load_tokenizer(model: str | Path) -> Any:
+    """The transformers fast tokenizer of a hub id or a local directory."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model), use_fast=True)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{model}: edgesent needs a fast (tokenizers) tokenizer")
+    return tokenizer
+
+
+def make_encoder(tokenizer: Any, encoding: EncodingSettings) -> TextEncoder:
+    """A run-half :class:`TextEncoder` over a copy of the fast tokenizer's backend."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    return TextEncoder(backend, encoding)
+
+
+def encode_reviews(
+    encoder: TextEncoder, reviews: Sequence[Review], labels: Sequence[str]
+) -> EncodedSet:
+    """Token ids and label indices (``-100`` for unlabelled reviews)."""
+    index = {label: i for i, label in enumerate(labels)}
+    ids = encoder.token_ids([r.text for r in reviews])
+    y = np.array(
+        [index[r.label] if r.label is not None else IGNORE_LABEL for r in reviews],
+        dtype=np.int64,
+    )
+    return EncodedSet(ids=ids, labels=y)
+
+
+def load_classifier(model: str | Path, labels: Sequence[str]) -> Any:
+    """A sequence-classification model with a head sized for ``labels``."""
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(
+        str(model),
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        ignore_mismatched_sizes=True,
+    )
+
+
+def best_saver(tokenizer: Any, encoding: EncodingSettings | None = None) -> Any:
+    """A callback that saves model, tokenizer (and the encoding) into a directory,
+    replacing it whole."""
+
+    def save(model: Any, directory: Path) -> None:
+        tmp = directory.with_name(directory.name + ".tmp")
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if encoding is not None:
+            (tmp / ENCODING_FILE).write_text(json.dumps(asdict(encoding)) + "\n", "utf-8")
+        if directory.exists():
+            shutil.rmtree(directory)
+        tmp.rename(directory)
+
+    return save
+
+
+def saved_encoding(model_dir: str | Path) -> EncodingSettings | None:
+    """The encoding a checkpoint was trained with, when training saved it."""
+    path = Path(model_dir) / ENCODING_FILE
+    if not path.is_file():
+        return None
+    return EncodingSettings(**json.loads(path.read_text("utf-8")))
+
+
+def train_and_report(
+    model: Any,
+    tokenizer: Any,
+    encoder: TextEncoder,
+    data: FormattedData,
+    out: Path,
+    config: TrainConfig,
+    *,
+    train_set: EncodedSet,
+    val_set: EncodedSet,
+    loss_fn: LossFn,
+    started: float,
+    resume: bool = False,
+    progress: bool = True,
+    record: Mapping[str, Any] | None = None,
+) -> TrainingResult:
+    """Train ``model``, then score its best weights; ``record`` joins ``result.json``."""
+    trainer = Trainer(model, train_set, val_set, config, out, loss_fn=loss_fn,
+                      pad_id=encoder.pad_id, label_names=data.labels,
+                      save_best=best_saver(tokenizer, encoder.settings), progress=progress)
+    state = trainer.train(resume=resume)
+    (out / "history.json").write_text(json.dumps(state.history, indent=2) + "\n", "utf-8")
+    if state.history:
+        save_history_plot(state.history, out / "curves.png")
+    if not state.finished:
+        return TrainingResult(out, trainer.best_dir, {}, wall_seconds=_elapsed(started))
+
+    device, _ = select_device_and_precision("fp32")
+    best = load_classifier(trainer.best_dir, data.labels).to(device)
+    val_logits = predict_logits(best, val_set, encoder.pad_id, config.eval_batch_size)
+    val_metrics = evaluate_logits(val_logits, val_set.labels, data.labels)
+    test_metrics = {}
+    for name, reviews in data.test.items():
+        test_set = encode_reviews(encoder, reviews, data.labels)
+        logits = predict_logits(best, test_set, encoder.pad_id, config.eval_batch_size, progress)
+        test_metrics[name] = evaluate_logits(logits, test_set.labels, data.labels)
+        test_metrics[name]["per_domain"] = per_domain_accuracy(reviews, logits, data.labels)
+        write_predictions(out / f"predictions_{name}.csv", reviews, logits, data.labels)
+    result = TrainingResult(out, trainer.best_dir, val_metrics, test_metrics,
+                            _elapsed(started), state.stopped_early)
+    summary = {
+        "model_dir": str(trainer.best_dir),
+        "val": val_metrics,
+        "test": test_metrics,
+        "wall_seconds": result.wall_seconds,
+        "stopped_early": result.stopped_early,
+        "best_step": state.best_step,
+        "steps": state.global_step,
+        "config": vars(config),
+        "encoding": asdict(encoder.settings),
+        **(record or {}),
+    }
+    (out / RESULT_FILE).write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
+    return result
+
+
+def per_domain_accuracy(
+    reviews: Sequence[Review], logits: np.ndarray, labels: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Accuracy per review domain (where the data names one), for labelled reviews.
+
+    >>> reviews = [Review("a", "pos", domain="books"), Review("b", "neg", domain="books")]
+    >>> per_domain_accuracy(reviews, np.array([[0.0, 1.0], [0.0, 1.0]]), ["neg", "pos"])
+    {'books': {'accuracy': 0.5, 'n': 2}}
+    """
+    index = {label: i for i, label in enumerate(labels)}
+    predicted = logits.argmax(axis=1)
+    groups: dict[str, list[bool]] = {}
+    for review, guess in zip(reviews, predicted, strict=True):
+        if review.domain is not None and review.label is not None:
+            groups.setdefault(review.domain, []).append(index[review.label] == guess)
+    return {
+        domain: {"accuracy": float(np.mean(hits)), "n": len(hits)}
+        for domain, hits in sorted(groups.items())
+    }
+
+
+def write_predictions(
+    path: Path, reviews: Sequence[Review], logits: np.ndarray, labels: Sequence[str]
+) -> None:
+    """Text, true label, predicted label and class probabilities, one row per review."""
+    probs = softmax(logits)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label", "predicted", *[f"p_{label}" for label in labels]])
+        for review, row in zip(reviews, probs, strict=True):
+            writer.writerow(
+                [review.text, review.label, labels[int(row.argmax())], *[f"{p:.5f}" for p in row]]
+            )
+
+
+def _elapsed(started: float) -> float:
+    return round(time.perf_counter() - started, 1)
