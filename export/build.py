@@ -14,19 +14,22 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgesent.bundle import MANIFEST_NAME
 from edgesent.tokenization import EncodingSettings
 
-from .finetune import RESULT_FILE, FinetuneResult
+from . import DEFAULT_BASE_MODEL
+from .build_checks import check_plan
+from .distill import DistillSettings
+from .gate import GateConfig, LabelledSet
+from .provenance import model_label, model_provenance, redacted_command
 from .sources import Sources
 from .training import TrainConfig
+from .training_run import RESULT_FILE, TrainingResult
 
 logger = logging.getLogger(__name__)
 
@@ -39,23 +42,23 @@ class BuildPlan:
 
     sources: Sources
     out_dir: Path
-    base_model: str = "distilbert-base-uncased"
-    teacher_dir: Path | None = None  # reuse an already fine-tuned teacher
+    # the teacher: fine-tuned from base_model, or reused from teacher_dir
+    base_model: str = DEFAULT_BASE_MODEL
+    teacher_dir: Path | None = None
     teacher: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3.0))
+    class_weights: bool = False
+    # the student
     student: TrainConfig = field(
         default_factory=lambda: TrainConfig(epochs=3.0, learning_rate=1e-4)
     )
-    student_layers: int | None = None
-    distill_temperature: float = 2.0
-    distill_alpha: float = 0.5
+    distillation: DistillSettings = field(default_factory=DistillSettings)
+    # data and encoding, shared by every stage
     encoding: EncodingSettings = field(default_factory=EncodingSettings)
-    class_weights: bool = False
-    vocab_min_count: int | None = None
-    target: str = "avx512_vnni"
-    quantization_mode: str = "dynamic"
-    max_drop: float = 1.0
     val_fraction: float = 0.05
     seed: int = 13
+    # the bundle: vocabulary, quantization and gate, what the manifest records
+    vocab_min_count: int | None = None
+    gate: GateConfig = field(default_factory=GateConfig)
     name: str | None = None
     licences: dict[str, str] = field(default_factory=dict)
     progress: bool = True
@@ -66,10 +69,15 @@ def _done(stage_dir: Path) -> bool:
 
 
 def run_build(plan: BuildPlan) -> dict[str, Any]:
-    """Run (or finish) every stage of ``plan`` and return the build summary."""
+    """Run (or finish) every stage of ``plan`` and return the build summary.
+
+    Every input is checked first (:func:`~edgesent_export.build_checks.check_plan`), so a
+    build that cannot finish fails before any training.
+    """
     from .distill import distill
     from .finetune import finetune
 
+    check_plan(plan)
     out = plan.out_dir
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -102,8 +110,8 @@ def run_build(plan: BuildPlan) -> dict[str, Any]:
         t0 = time.perf_counter()
         result = distill(
             teacher_best, data, student_out, unlabelled=plan.sources.read_unlabelled(),
-            n_layers=plan.student_layers, config=plan.student, encoding=plan.encoding,
-            temperature=plan.distill_temperature, alpha=plan.distill_alpha, resume=True,
+            n_layers=plan.distillation.layers, config=plan.student, encoding=plan.encoding,
+            temperature=plan.distillation.temperature, alpha=plan.distillation.alpha, resume=True,
             progress=plan.progress,
         )
         _check_finished(result, "student")
@@ -150,8 +158,8 @@ def run_build(plan: BuildPlan) -> dict[str, Any]:
     return summary
 
 
-def _check_finished(result: FinetuneResult, stage: str) -> None:
-    if not result.val_metrics:
+def _check_finished(result: TrainingResult, stage: str) -> None:
+    if not result.finished:
         raise RuntimeError(f"{stage} stopped before the end; rerun the build to resume it")
 
 
@@ -163,18 +171,21 @@ def _package(
     teacher_dir: Path,
     vocab_info: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    from .package import package_model
+    from .package import PackageInputs, package_model
 
     teacher_result = _read_result(teacher_dir.parent)
     student_result = _read_result(plan.out_dir / "student")
-    tests = {name: rows for name, rows in data.test.items()}
-    first = next(iter(tests)) if tests else None
-    if first is None:
-        raise RuntimeError("the build needs at least one test set for the accuracy gate")
+    first = next(iter(data.test))  # check_plan made sure there is one
+
+    def labelled(rows: list[Any]) -> LabelledSet:
+        return LabelledSet([r.text for r in rows], [data.labels.index(r.label) for r in rows])
+
+    base = plan.base_model if plan.teacher_dir is None else teacher_result.get(
+        "base_model", str(plan.teacher_dir))
     provenance = {
-        "base_model": plan.base_model,
+        **model_provenance(base),
         "teacher": {
-            "path": str(teacher_dir),
+            "path": _inside(teacher_dir, plan.out_dir),
             "architecture": _architecture(teacher_dir),
             "test": {k: v.get("accuracy") for k, v in teacher_result.get("test", {}).items()},
         },
@@ -189,33 +200,27 @@ def _package(
         },
         "licences": plan.licences,
         "vocabulary": vocab_info,
-        "encoding": vars(plan.encoding),
+        "encoding": asdict(plan.encoding),
         "test_set": first,
-        "command": " ".join(shlex.quote(a) for a in ["edgesent", *sys.argv[1:]]),
+        "command": redacted_command(),
     }
-    result = package_model(
-        model_dir,
-        bundle_dir,
-        labels=data.labels,
-        encoding=plan.encoding,
-        test_texts=[r.text for r in tests[first]],
-        test_labels=[data.labels.index(r.label) for r in tests[first]],
-        val_texts=[r.text for r in data.val],
-        val_labels=[data.labels.index(r.label) for r in data.val],
-        target=plan.target,
-        mode=plan.quantization_mode,
-        max_drop=plan.max_drop,
-        extra_test_sets={
-            name: ([r.text for r in rows], [data.labels.index(r.label) for r in rows])
-            for name, rows in tests.items()
-            if name != first
-        },
-        provenance=provenance,
-        work_dir=plan.out_dir / "work",
-        name=plan.name,
-        progress=plan.progress,
+    inputs = PackageInputs(
+        model_dir, data.labels, plan.encoding, test=labelled(data.test[first]),
+        val=labelled(data.val),
+        extra_test_sets={name: labelled(rows) for name, rows in data.test.items()
+                         if name != first},
+        provenance=provenance, name=plan.name,
     )
+    result = package_model(inputs, bundle_dir, plan.gate, work_dir=plan.out_dir / "work")
     return result.metrics
+
+
+def _inside(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` when inside it, else as :func:`model_label` names it."""
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return model_label(path)
 
 
 def _architecture(model_dir: Path) -> dict[str, Any]:

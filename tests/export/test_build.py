@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +35,14 @@ def built(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path,
         "--student-epochs", "3", "--student-lr", "3e-3", "--student-layers", "2",
         "--vocab-min-count", "1", "--max-drop", "5", *FAST,
     ]
-    first = CliRunner().invoke(main, args)
+    with pytest.MonkeyPatch.context() as patch:  # the command line the manifest records
+        patch.setattr(sys, "argv", ["edgesent", *args])
+        first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
     return root / "out", args, test
 
 
-def test_build_writes_a_bundle_the_run_half_loads(built) -> None:
+def test_build_writes_a_bundle_the_run_half_loads(built, tiny_bert_dir: Path) -> None:
     out, _, test = built
     bundle = load_bundle(out / "bundle")
     assert bundle.labels == ["negative", "positive"]
@@ -50,8 +54,25 @@ def test_build_writes_a_bundle_the_run_half_loads(built) -> None:
     assert {"pytorch_fp32", "onnx_fp32", "onnx_int8", "int8_vs_fp32"} <= set(metrics)
     summary = json.loads((out / "build_summary.json").read_text())
     assert set(summary["stage_seconds"]) == {"teacher", "student", "vocabulary", "package"}
+    # the bundle answers as the gate measured it on the same test rows
+    assert metrics["n"] == len(test.texts)
     predictions = Classifier.load(out / "bundle", threads=1).predict(test.texts)
-    assert len(predictions) == len(test.texts)
+    hits = [p.label == test.label_names[y] for p, y in zip(predictions, test.labels, strict=True)]
+    assert sum(hits) / len(hits) == pytest.approx(metrics["onnx_int8"]["accuracy"])
+
+
+def test_provenance_holds_no_build_machine_path(built, tiny_bert_dir: Path) -> None:
+    out, _, _ = built
+    provenance = load_bundle(out / "bundle").manifest["provenance"]
+    assert provenance["base_model"] == tiny_bert_dir.name  # a local folder: its name only
+    config = provenance["base_model_config"]
+    assert config["model_type"] == "bert" and len(config["config_sha256"]) == 64
+    assert provenance["teacher"]["path"] == "teacher/best"
+    words = shlex.split(provenance["command"])
+    assert words[:3] == ["edgesent", "build", f".../{out.name}"]
+    assert "synthetic=.../test.csv" in words and f".../{tiny_bert_dir.name}" in words
+    assert not any(w.startswith("/") for w in words), provenance["command"]
+    assert str(out.parent) not in json.dumps(provenance)
 
 
 def test_rerun_skips_every_finished_stage(built) -> None:

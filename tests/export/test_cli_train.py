@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 from helpers_training import write_csv
 
+from edgesent import Classifier
 from edgesent.cli import main
 from edgesent_export.cli import register_commands
 
@@ -76,10 +77,15 @@ def teacher_run(files: Path, tiny_distilbert_dir: Path, tmp_path_factory: pytest
 
 
 def test_the_commands_are_registered() -> None:
-    assert {"train", "distill", "evaluate"} <= set(main.commands)
+    listed = set(main.list_commands(click.Context(main)))
+    assert {"train", "distill", "evaluate", "export", "build"} <= listed
     group = click.Group("g")
     register_commands(group)
     assert {"train", "distill", "evaluate", "export", "build"} <= set(group.commands)
+    from edgesent_export import cli
+
+    assert all(isinstance(getattr(cli, name), click.Command)
+               for name in ("train", "distill", "evaluate", "export", "build"))
 
 
 def test_train_command(teacher_run: tuple[Path, Result]) -> None:
@@ -107,10 +113,11 @@ def test_evaluate_command_json(teacher_run: tuple[Path, Result], files: Path) ->
     assert report["accuracy"] == pytest.approx(record["test"]["heldout"]["accuracy"])
     assert report["rows_dropped"] == {"label neutral dropped": 1}
 
-    table = _ok(_invoke([
+    assert report["encoding"] == {"max_length": 48, "truncation": "head_tail", "head_tokens": 16}
+
+    table = _ok(_invoke([  # no --max-length: the encoding saved with the checkpoint
         "evaluate", out / "best", "test.csv", "--data", files, "--text-column", "review",
         "--label-column", "rating", "--stars", STARS, "--drop-label", "neutral",
-        "--max-length", "48",
     ]))
     assert f"accuracy: {report['accuracy']:.4f}" in table.stdout
 
@@ -121,7 +128,14 @@ def test_evaluate_command_on_a_bundle(tiny_bundle: Path, tmp_path: Path) -> None
                      ["text", "label"])
     result = _ok(_invoke(["evaluate", tiny_bundle, path, "--label-map", "0:neg,1:pos",
                           "--json"]))
-    assert json.loads(result.stdout)["n"] == 2
+    report = json.loads(result.stdout)
+    predicted = [p.label for p in Classifier.load(tiny_bundle, threads=1).predict(
+        ["great, love it", "awful refund"])]
+    truth = ["positive", "negative"]
+    assert report["n"] == 2 and "encoding" not in report  # a bundle carries its own
+    assert report["accuracy"] == sum(p == t for p, t in zip(predicted, truth, strict=True)) / 2
+    assert sum(report["confusion_matrix"][report["labels"].index(t)][
+        report["labels"].index(p)] for p, t in zip(predicted, truth, strict=True)) == 2
 
 
 def test_distill_command(teacher_run: tuple[Path, Result], files: Path, tmp_path: Path) -> None:

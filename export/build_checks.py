@@ -1,0 +1,93 @@
+"""Checks a build plan before any stage starts: a build that cannot finish fails in a
+moment with one clear message, not hours later with a traceback.
+
+What is checked without reading the data or loading a model: a test set for the accuracy
+gate; every data file there; the base model or teacher a directory with ``config.json``
+(a hub id is taken on trust), deep and long enough for ``--student-layers`` and
+``--max-length``; an output directory that can be written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edgesent.errors import InputError
+
+from .provenance import looks_like_path
+from .sources import Source
+
+LAYER_KEYS = ("num_hidden_layers", "n_layers")
+POSITION_KEYS = ("max_position_embeddings",)
+
+
+def check_plan(plan: Any) -> None:
+    """Raise :class:`~edgesent.errors.InputError` naming the first unusable input of a
+    :class:`~edgesent_export.build.BuildPlan`."""
+    sources = plan.sources
+    if not sources.test:
+        raise InputError("the build needs a test set for the accuracy gate: give --test FILE "
+                         "(or a 'test' entry in the --sources file)")
+    roles = [("training data", s) for s in sources.train]
+    roles += [(f"test set {name!r}", s) for name, s in sources.test.items()]
+    for role, source in [*roles, *(("unlabelled data", s) for s in sources.unlabelled)]:
+        check_source(source, role)
+    if plan.vocab_min_count is not None and plan.vocab_min_count < 1:
+        raise InputError(f"the vocabulary min count must be at least 1, got {plan.vocab_min_count}")
+    model = plan.teacher_dir if plan.teacher_dir is not None else plan.base_model
+    config = model_config(model, "--teacher" if plan.teacher_dir is not None else "--model")
+    if config is not None:
+        check_model_fits(config, model, plan.distillation.layers, plan.encoding.max_length)
+    check_writable(plan.out_dir)
+
+
+def check_source(source: Source, role: str) -> None:
+    """A local data file (anything that exists or has a file suffix) must be a file."""
+    path = Path(source.path)
+    if path.is_dir():
+        raise InputError(f"{path}: a directory, not a file ({role})")
+    if not path.exists() and path.suffix:
+        raise InputError(f"{path}: no such file ({role})")
+
+
+def model_config(model: str | os.PathLike[str], option: str) -> dict[str, Any] | None:
+    """The ``config.json`` of a local model directory; None for a hub id."""
+    path = Path(model)
+    if not path.exists():
+        if looks_like_path(model):
+            raise InputError(f"{option} {model}: no such model directory")
+        return None
+    if not (path / "config.json").is_file():
+        raise InputError(f"{option} {model}: not a model directory (no config.json)")
+    try:
+        return json.loads((path / "config.json").read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path / 'config.json'}: unreadable ({exc})") from None
+
+
+def check_model_fits(config: dict[str, Any], model: Any, layers: int | None,
+                     max_length: int) -> None:
+    """The student cannot be deeper than the teacher, nor reviews longer than its positions."""
+    depth = next((config[k] for k in LAYER_KEYS if isinstance(config.get(k), int)), None)
+    if layers is not None and depth is not None and layers > depth:
+        raise InputError(f"--student-layers {layers}: the teacher {Path(model).name} has "
+                         f"{depth} layers; the student needs 1..{depth} layers")
+    positions = next((config[k] for k in POSITION_KEYS if isinstance(config.get(k), int)), None)
+    if positions is not None and max_length > positions:
+        raise InputError(f"--max-length {max_length}: the model {Path(model).name} has "
+                         f"{positions} positions")
+
+
+def check_writable(out_dir: Path) -> None:
+    """``out_dir`` is a directory (made here if need be) that this process can write in."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: the build directory exists and is not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise InputError(f"{out_dir}: cannot write the build there ({exc.strerror})") from None
