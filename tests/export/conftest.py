@@ -3,7 +3,8 @@ and tiny randomly initialised (or briefly trained) DistilBERT / BERT models.
 
 Everything is built locally in seconds; nothing touches the network. The fixtures that
 need torch or transformers skip with a clear reason where the [export] extra is absent,
-so a run-half-only environment skips the build-half tests instead of erroring.
+so a run-half-only environment skips the build-half tests instead of erroring; with
+``EDGESENT_REQUIRE_EXPORT=1`` a missing package fails the run instead (see ``extras.py``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from extras import EXPORT_REASON, enforce
 
-EXPORT_EXTRA = "needs the [export] extra (pip install 'edgesent[export]')"
+enforce()  # at collection time: with EDGESENT_REQUIRE_EXPORT=1, a missing package fails
 LABEL_NAMES = ("negative", "positive")
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -109,8 +111,8 @@ def review_factory() -> Callable[..., ReviewSet]:
 
 
 def _require_export_extra() -> None:
-    pytest.importorskip("torch", reason=EXPORT_EXTRA)
-    pytest.importorskip("transformers", reason=EXPORT_EXTRA)
+    pytest.importorskip("torch", reason=EXPORT_REASON)
+    pytest.importorskip("transformers", reason=EXPORT_REASON)
 
 
 def _tokenizer_corpus() -> Iterator[str]:
@@ -260,7 +262,7 @@ def trained_tiny_distilbert_dir(
 def trained_tiny_onnx(tmp_path_factory: pytest.TempPathFactory, trained_tiny_distilbert_dir: Path
                       ) -> Path:
     """``model.onnx`` exported by Optimum from ``trained_tiny_distilbert_dir`` (fp32)."""
-    pytest.importorskip("optimum.exporters.onnx", reason=EXPORT_EXTRA)
+    pytest.importorskip("optimum.exporters.onnx", reason=EXPORT_REASON)
     from edgesent_export.onnx_export import export_onnx
 
     return export_onnx(trained_tiny_distilbert_dir, tmp_path_factory.mktemp("tiny_onnx"),

@@ -7,8 +7,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from extras import EXPORT_REASON
 
-pytest.importorskip("optimum.onnxruntime", reason="needs the [export] extra")
+pytest.importorskip("optimum.onnxruntime", reason=EXPORT_REASON)
 
 import onnx
 import onnxruntime as ort

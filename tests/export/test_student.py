@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from extras import EXPORT_REASON
 from helpers_training import load_model
 
-pytest.importorskip("torch", reason="needs the [export] extra")
-pytest.importorskip("transformers", reason="needs the [export] extra")
+pytest.importorskip("torch", reason=EXPORT_REASON)
+pytest.importorskip("transformers", reason=EXPORT_REASON)
 
 import torch
 

@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from extras import EXPORT_REASON
 
-torch = pytest.importorskip("torch", reason="needs the [export] extra")
-transformers = pytest.importorskip("transformers", reason="needs the [export] extra")
+torch = pytest.importorskip("torch", reason=EXPORT_REASON)
+transformers = pytest.importorskip("transformers", reason=EXPORT_REASON)
 
 from edgesent_export.vocab import shrink_vocabulary  # noqa: E402
 
