@@ -315,8 +315,11 @@ def _describe(err: Mapping[str, Any]) -> str:
 def create_app(classifier: Classifier, settings: ServeSettings | None = None) -> FastAPI:
     """The ASGI app serving ``classifier``; run it with uvicorn.
 
-    >>> app = create_app(Classifier.load("bundle/"), ServeSettings(max_batch=16))  # doctest: +SKIP
-    >>> uvicorn.run(app, port=8080)  # doctest: +SKIP
+    >>> from edgesent.classifier import Classifier
+    >>> app = create_app(Classifier.load(threads=1), ServeSettings(max_batch=16))
+    >>> sorted(route.path for route in app.routes if route.path.startswith("/v1"))
+    ['/v1/classify', '/v1/model']
+    >>> import uvicorn; uvicorn.run(app, port=8080)  # doctest: +SKIP
     """
     settings = settings or ServeSettings()
     metrics = _Metrics()
