@@ -284,8 +284,10 @@ def _parse_body(body: bytes) -> ClassifyRequest:
     except json.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc.msg} "
                        f"(line {exc.lineno}, column {exc.colno})") from None
-    except (ValueError, RecursionError) as exc:  # not UTF-8, or nested absurdly deep
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else "not UTF-8"
+    except (ValueError, RecursionError) as exc:
+        reason = ("nested too deeply" if isinstance(exc, RecursionError)
+                  else "not UTF-8" if isinstance(exc, UnicodeDecodeError)
+                  else "it holds a number with too many digits")  # int_max_str_digits
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {reason}"
                        ) from None
     if not isinstance(payload, dict):
