@@ -4,7 +4,7 @@ Schemathesis reads ``/openapi.json`` from the real app (in process, lifespan sta
 tiny bundle's real ONNX model behind it) and sends requests generated from it: valid
 bodies, and bodies that break the schema on purpose (wrong types, missing and extra
 fields, arbitrary Unicode). Every answer must be a declared status code with a body that
-matches the schema, and never a 5xx.
+matches the schema, never a 5xx, and a body that breaks the schema must get a 4xx.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
     content_type_conformance,
+    negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -49,7 +50,7 @@ def test_classify_answers_are_declared_and_never_a_server_error(api_schema, mode
     @given(case=strategy)
     @FUZZ
     def check(case) -> None:
-        case.call_and_validate(checks=CHECKS)
+        case.call_and_validate(checks=[*CHECKS, negative_data_rejection])
 
     check()
 
