@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +26,12 @@ from edgesent.tokenization import EncodingSettings
 
 from .data import FormattedData, Review, dedup_key
 from .student import make_student
-from .training import IGNORE_LABEL, EncodedSet, LossFn, TrainConfig, predict_logits
+from .torch_data import IGNORE_LABEL, EncodedSet, predict_logits
+from .training import LossFn, TrainConfig
 from .training_run import (
     TrainingResult,
     encode_reviews,
-    load_tokenizer,
-    make_encoder,
+    start_run,
     train_and_report,
 )
 
@@ -170,12 +169,7 @@ def distill(
 
     settings = DistillSettings(n_layers, temperature, alpha)
     config = config or TrainConfig()
-    encoding = encoding or EncodingSettings()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    tokenizer = load_tokenizer(teacher)
-    encoder = make_encoder(tokenizer, encoding)
+    out, started, tokenizer, encoder = start_run(teacher, out_dir, encoding)
     teacher_model = AutoModelForSequenceClassification.from_pretrained(str(teacher))
     id2label = teacher_model.config.id2label
     teacher_labels = [id2label[i] for i in range(teacher_model.config.num_labels)]

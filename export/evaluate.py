@@ -76,7 +76,7 @@ def _logits(
         )
     from transformers import AutoConfig
 
-    from .training import predict_logits
+    from .torch_data import predict_logits
     from .training_run import encode_reviews, load_classifier, load_tokenizer, make_encoder
 
     config = AutoConfig.from_pretrained(str(model))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,8 +21,7 @@ from .training_run import (
     TrainingResult,
     encode_reviews,
     load_classifier,
-    load_tokenizer,
-    make_encoder,
+    start_run,
     train_and_report,
 )
 
@@ -47,12 +45,7 @@ def finetune(
     ``weighting="auto"`` weights the loss by inverse class frequency.
     """
     config = config or TrainConfig()
-    encoding = encoding or EncodingSettings()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    tokenizer = load_tokenizer(model)
-    encoder = make_encoder(tokenizer, encoding)
+    out, started, tokenizer, encoder = start_run(model, out_dir, encoding)
     train_set = encode_reviews(encoder, data.train, data.labels)
     val_set = encode_reviews(encoder, data.val, data.labels)
     summary = dict(data.summary)
@@ -60,7 +53,7 @@ def finetune(
         "train": length_stats([len(s) for s in train_set.ids]),
         "val": length_stats([len(s) for s in val_set.ids]),
     }
-    summary["encoding"] = asdict(encoding)
+    summary["encoding"] = asdict(encoder.settings)
     (out / "data_summary.json").write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
     weights = class_weights(data.train, data.labels) if weighting == "auto" else None
     if weights:

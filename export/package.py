@@ -214,7 +214,7 @@ def _sizes(student_dir: Path, fp32: Path, int8: Path, tokenizer: Path) -> dict[s
 
 def _check_reproduces(bundle_path: Path, texts: list[str], expected: np.ndarray,
                       gate: GateConfig) -> None:
-    from edgesent.classifier import Classifier
+    from edgesent import Classifier
 
     classifier = Classifier.load(bundle_path, threads=gate.threads)
     got = classifier.predict_logits(texts, batch_size=gate.batch_size)

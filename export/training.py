@@ -21,14 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from edgesent.metrics import classification_report
-
-from .calibration import nll
+from .torch_data import (
+    IGNORE_LABEL,
+    EncodedSet,
+    collate,
+    evaluate_logits,
+    is_out_of_memory,
+    length_grouped_batches,
+    predict_logits,
+    select_device_and_precision,
+)
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
-IGNORE_LABEL = -100
 
 
 @dataclass
@@ -56,18 +62,6 @@ class TrainConfig:
 
 
 @dataclass
-class EncodedSet:
-    """Token ids (unpadded), integer labels (-100 when unlabelled), optional teacher logits."""
-
-    ids: list[list[int]]
-    labels: np.ndarray
-    teacher_logits: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-@dataclass
 class TrainState:
     epoch: int = 0
     batch_in_epoch: int = 0
@@ -83,121 +77,6 @@ class TrainState:
 
 
 LossFn = Callable[[Any, dict[str, Any]], Any]
-
-
-def length_grouped_batches(
-    lengths: Sequence[int], batch_size: int, seed: int, epoch: int
-) -> list[np.ndarray]:
-    """Shuffled batches of similar-length examples, the same for the same seed and epoch.
-
-    >>> [len(b) for b in length_grouped_batches([5, 3, 9, 1], 2, seed=0, epoch=0)]
-    [2, 2]
-    """
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(lengths))
-    lengths_arr = np.asarray(lengths)
-    chunk = batch_size * 50
-    batches = []
-    for start in range(0, len(order), chunk):
-        block = order[start : start + chunk]
-        block = block[np.argsort(-lengths_arr[block], kind="stable")]
-        batches += [block[i : i + batch_size] for i in range(0, len(block), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def select_device_and_precision(precision: str) -> tuple[Any, Any]:
-    """The device to train on and the autocast dtype (None for fp32)."""
-    import torch
-
-    if torch.cuda.is_available():
-        device = torch.device("cuda")
-        if precision == "auto":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    else:
-        device = torch.device("cpu")
-        if precision == "auto":
-            precision = "bf16" if _cpu_has_bf16() else "fp32"
-        if precision == "fp16":
-            raise ValueError("fp16 training needs a CUDA GPU; use bf16 or fp32 on the CPU")
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    return device, dtype
-
-
-def _cpu_has_bf16() -> bool:
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-    )
-
-
-def collate(
-    data: EncodedSet, indices: np.ndarray, pad_id: int, device: Any
-) -> dict[str, Any]:
-    """Pad one batch to its longest member and move it to ``device``."""
-    import torch
-
-    seqs = [data.ids[i] for i in indices]
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    batch = {
-        "input_ids": ids.to(device),
-        "attention_mask": mask.to(device),
-        "labels": torch.as_tensor(data.labels[indices], dtype=torch.long).to(device),
-    }
-    if data.teacher_logits is not None:
-        batch["teacher_logits"] = torch.as_tensor(
-            data.teacher_logits[indices], dtype=torch.float32
-        ).to(device)
-    return batch
-
-
-def predict_logits(
-    model: Any, data: EncodedSet, pad_id: int, batch_size: int = 64, progress: bool = False
-) -> np.ndarray:
-    """Logits of ``model`` over ``data``, in the original order."""
-    import torch
-
-    device = next(model.parameters()).device
-    order = np.argsort([-len(s) for s in data.ids], kind="stable")
-    out = np.zeros((len(data), model.config.num_labels), dtype=np.float32)
-    was_training = model.training
-    model.eval()
-    steps = range(0, len(order), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc="predict", unit="batch", leave=False)
-    with torch.inference_mode():
-        for start in steps:
-            idx = order[start : start + batch_size]
-            batch = collate(data, idx, pad_id, device)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            out[idx] = logits.logits.float().cpu().numpy()
-    model.train(was_training)
-    return out
-
-
-def evaluate_logits(
-    logits: np.ndarray, labels: np.ndarray, label_names: Sequence[str]
-) -> dict[str, Any]:
-    """Loss (mean NLL), accuracy and macro-F1 of logits against integer labels."""
-    loss = nll(logits, labels)
-    report = classification_report(labels, logits.argmax(axis=1), label_names)
-    return {"loss": loss, **report}
 
 
 class Trainer:
@@ -498,31 +377,6 @@ def cross_entropy_loss(class_weights: Sequence[float] | None = None) -> LossFn:
         )
 
     return loss_fn
-
-
-def save_history_plot(history: Sequence[dict[str, Any]], path: str | Path) -> None:
-    """Training curves (train and validation loss, validation accuracy) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [h["step"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(steps, [h["val_loss"] for h in history], marker="o", label="validation")
-    ax_loss.plot(
-        steps, [h["train_loss"] for h in history], marker="o", label="train (running)"
-    )
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("loss")
-    ax_loss.legend()
-    ax_acc.plot(steps, [h["val_accuracy"] for h in history], marker="o", label="accuracy")
-    ax_acc.plot(steps, [h["val_macro_f1"] for h in history], marker="o", label="macro-F1")
-    ax_acc.set_xlabel("step")
-    ax_acc.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _rmtree(path: Path) -> None:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,17 +28,14 @@ from edgesent.metrics import softmax
 from edgesent.tokenization import EncodingSettings, TextEncoder
 
 from .data import FormattedData, Review
-from .training import (
+from .torch_data import (
     IGNORE_LABEL,
     EncodedSet,
-    LossFn,
-    TrainConfig,
-    Trainer,
     evaluate_logits,
     predict_logits,
-    save_history_plot,
     select_device_and_precision,
 )
+from .training import LossFn, TrainConfig, Trainer
 
 RESULT_FILE = "result.json"
 ENCODING_FILE = "edgesent_encoding.json"
@@ -127,6 +124,26 @@ def saved_encoding(model_dir: str | Path) -> EncodingSettings | None:
     if not path.is_file():
         return None
     return EncodingSettings(**json.loads(path.read_text("utf-8")))
+
+
+class RunStart(NamedTuple):
+    """A run's folder, start time, tokenizer and the run-half encoder over it."""
+
+    out: Path
+    started: float
+    tokenizer: Any
+    encoder: TextEncoder
+
+
+def start_run(model: str | Path, out_dir: str | Path,
+              encoding: EncodingSettings | None = None) -> RunStart:
+    """Make the run's folder and read ``model``'s tokenizer with ``encoding``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(model)
+    encoder = make_encoder(tokenizer, encoding or EncodingSettings())
+    return RunStart(out, started, tokenizer, encoder)
 
 
 def train_and_report(
@@ -218,6 +235,31 @@ def write_predictions(
             writer.writerow(
                 [review.text, review.label, labels[int(row.argmax())], *[f"{p:.5f}" for p in row]]
             )
+
+
+def save_history_plot(history: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Training curves (train and validation loss, validation accuracy) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(steps, [h["val_loss"] for h in history], marker="o", label="validation")
+    ax_loss.plot(
+        steps, [h["train_loss"] for h in history], marker="o", label="train (running)"
+    )
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend()
+    ax_acc.plot(steps, [h["val_accuracy"] for h in history], marker="o", label="accuracy")
+    ax_acc.plot(steps, [h["val_macro_f1"] for h in history], marker="o", label="macro-F1")
+    ax_acc.set_xlabel("step")
+    ax_acc.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _elapsed(started: float) -> float:

@@ -85,3 +85,16 @@ def logits_of(model: Any, tokenizer_dir: Path, texts: Sequence[str]) -> Any:
     model.eval()
     with torch.no_grad():
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+def one_line_error(result: Any, *needles: str) -> str:
+    """A user mistake through the CLI: non-zero exit, one ``Error:`` line naming every
+    needle, no traceback."""
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.output
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]

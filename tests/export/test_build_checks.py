@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers_training import write_csv
+from helpers_training import one_line_error, write_csv
 
 from edgesent.cli import main
 
@@ -35,17 +35,6 @@ def _build(files: Path, *args: str, out: Path | None = None) -> Result:
     return CliRunner().invoke(main, ["build", str(out), "--quiet", *args])
 
 
-def _refused(result: Result, *needles: str) -> str:
-    assert result.exit_code != 0
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
-    assert len(errors) == 1, result.output
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
-
-
 def _nothing_trained(files: Path) -> None:
     out = files / "out"
     assert not (out / "teacher").exists() and not (out / "data_summary.json").exists()
@@ -53,14 +42,14 @@ def _nothing_trained(files: Path) -> None:
 
 def test_build_without_a_test_set_fails_before_anything(files: Path) -> None:
     result = _build(files, "--train", str(files / "train.csv"))
-    _refused(result, "needs a test set for the accuracy gate", "--test FILE")
+    one_line_error(result, "needs a test set for the accuracy gate", "--test FILE")
     assert not (files / "out").exists()
 
 
 def test_sources_file_without_a_test_set(files: Path) -> None:
     sources = files / "sources.json"
     sources.write_text(json.dumps({"train": [{"path": "train.csv"}]}))
-    _refused(_build(files, "--sources", str(sources)), "needs a test set")
+    one_line_error(_build(files, "--sources", str(sources)), "needs a test set")
     _nothing_trained(files)
 
 
@@ -73,7 +62,7 @@ def test_a_missing_data_file(files: Path, which: str, needle: str) -> None:
     given = {"--train": str(files / "train.csv"), "--test": str(files / "test.csv")}
     given[which] = str(files / "missing.csv")
     args = [a for pair in given.items() for a in pair]
-    _refused(_build(files, *args), str(files / "missing.csv"), needle)
+    one_line_error(_build(files, *args), str(files / "missing.csv"), needle)
     _nothing_trained(files)
 
 
@@ -82,25 +71,25 @@ def _with_data(files: Path) -> list[str]:
 
 
 def test_a_bad_star_rule_or_licence(files: Path) -> None:
-    _refused(_build(files, *_with_data(files), "--stars", "1-2=neg"), "star rule '1-2=neg'")
+    one_line_error(_build(files, *_with_data(files), "--stars", "1-2=neg"), "star rule '1-2=neg'")
     result = _build(files, *_with_data(files), "--licence", "CC-BY-4.0")
     assert result.exit_code == 2 and "expected FILE=LICENCE" in result.output
     _nothing_trained(files)
 
 
 def test_a_model_that_is_not_there_or_not_a_model(files: Path) -> None:
-    _refused(_build(files, *_with_data(files), "--model", str(files / "nowhere")),
+    one_line_error(_build(files, *_with_data(files), "--model", str(files / "nowhere")),
              "--model", "no such model directory")
-    _refused(_build(files, *_with_data(files), "--model", str(files)),
+    one_line_error(_build(files, *_with_data(files), "--model", str(files)),
              "not a model directory (no config.json)")
     _nothing_trained(files)
 
 
 def test_a_student_deeper_or_longer_than_the_model(files: Path) -> None:
     model = str(files / "model")
-    _refused(_build(files, *_with_data(files), "--model", model, "--student-layers", "6"),
+    one_line_error(_build(files, *_with_data(files), "--model", model, "--student-layers", "6"),
              "--student-layers 6", "1..4 layers")
-    _refused(_build(files, *_with_data(files), "--model", model, "--max-length", "256"),
+    one_line_error(_build(files, *_with_data(files), "--model", model, "--max-length", "256"),
              "--max-length 256", "128 positions")
     _nothing_trained(files)
 
@@ -108,12 +97,12 @@ def test_a_student_deeper_or_longer_than_the_model(files: Path) -> None:
 def test_an_out_dir_that_cannot_be_written(files: Path) -> None:
     blocker = files / "a_file"
     blocker.write_text("not a directory")
-    _refused(_build(files, *_with_data(files), out=blocker / "out"), "cannot write the build")
+    one_line_error(_build(files, *_with_data(files), out=blocker / "out"), "cannot write the build")
     assert blocker.read_text() == "not a directory"
     if os.geteuid() != 0:  # root writes anywhere
         locked = files / "locked"
         locked.mkdir(mode=0o500)
-        _refused(_build(files, *_with_data(files), out=locked / "out"), "cannot write")
+        one_line_error(_build(files, *_with_data(files), out=locked / "out"), "cannot write")
 
 
 def test_numbers_out_of_range_are_usage_errors(files: Path) -> None:

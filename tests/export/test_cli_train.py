@@ -9,7 +9,7 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner, Result
-from helpers_training import write_csv
+from helpers_training import one_line_error, write_csv
 
 from edgesent import Classifier
 from edgesent.cli import main
@@ -48,18 +48,6 @@ def _invoke(args: list[str]) -> Result:
 def _ok(result: Result) -> Result:
     assert result.exit_code == 0, result.output + repr(result.exception)
     return result
-
-
-def _one_line_error(result: Result, *needles: str) -> str:
-    """A user mistake: non-zero exit, one ``Error:`` line, no traceback."""
-    assert result.exit_code != 0
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
-    assert len(errors) == 1, result.output
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -159,20 +147,20 @@ def test_distill_command(teacher_run: tuple[Path, Result], files: Path, tmp_path
 def test_train_with_a_missing_column(files: Path, tmp_path: Path) -> None:
     result = _invoke(["train", tmp_path / "o", "--train", files / "train.csv",
                       "--text-column", "reveiw", "--label-column", "rating", *FAST])
-    _one_line_error(result, "train.csv", "no text column 'reveiw'", "did you mean 'review'?")
+    one_line_error(result, "train.csv", "no text column 'reveiw'", "did you mean 'review'?")
 
 
 def test_train_with_an_unknown_label(files: Path, tmp_path: Path) -> None:
     result = _invoke(["train", tmp_path / "o", "--train", files / "test.csv",
                       "--text-column", "review", "--label-column", "rating",
                       "--label-map", "1:negative,2:negative,4:positive,5:positive", *FAST])
-    _one_line_error(result, "test.csv: line 42", "column 'rating'", "unknown label '3'")
+    one_line_error(result, "test.csv: line 42", "column 'rating'", "unknown label '3'")
 
 
 def test_train_with_an_unreadable_star_rule(files: Path, tmp_path: Path) -> None:
     result = _invoke(["train", tmp_path / "o", "--train", files / "train.csv",
                       "--label-column", "rating", "--stars", "1-2=neg", *FAST])
-    _one_line_error(result, "star rule '1-2=neg'")
+    one_line_error(result, "star rule '1-2=neg'")
 
 
 def test_train_with_settings_the_machine_or_model_refuse(
@@ -185,13 +173,13 @@ def test_train_with_settings_the_machine_or_model_refuse(
     if not torch.cuda.is_available():
         result = _invoke(["train", tmp_path / "a", "--model", tiny_distilbert_dir, *common,
                           "--precision", "fp16"])
-        _one_line_error(result, "fp16 training needs a CUDA GPU")
+        one_line_error(result, "fp16 training needs a CUDA GPU")
     result = _invoke(["train", tmp_path / "b", "--model", tiny_distilbert_dir, *common,
                       "--max-length", "48"])  # head tokens 64 > 48
-    _one_line_error(result, "head_tokens")
+    one_line_error(result, "head_tokens")
     result = _invoke(["train", tmp_path / "c", "--model", tmp_path / "no_such_model", *common,
                       "--max-length", "48", "--head-tokens", "16"])
-    _one_line_error(result)
+    one_line_error(result)
 
 
 def test_train_without_training_data(tmp_path: Path) -> None:
@@ -206,7 +194,7 @@ def test_distill_with_more_layers_than_the_teacher(
     result = _invoke(["distill", out / "best", tmp_path / "s", "--train", files / "train.csv",
                       "--text-column", "review", "--label-column", "rating", "--stars", STARS,
                       "--layers", "5", *FAST])
-    _one_line_error(result, "1..2 layers")
+    one_line_error(result, "1..2 layers")
 
 
 def test_evaluate_with_an_unknown_label_and_a_missing_column(
@@ -214,6 +202,6 @@ def test_evaluate_with_an_unknown_label_and_a_missing_column(
 ) -> None:
     result = _invoke(["evaluate", tiny_bundle, files / "test.csv", "--text-column", "review",
                       "--label-column", "rating", "--stars", STARS])
-    _one_line_error(result, "labels ['neutral'] are not among the model's labels")
+    one_line_error(result, "labels ['neutral'] are not among the model's labels")
     result = _invoke(["evaluate", tiny_bundle, files / "test.csv", "--text-column", "text"])
-    _one_line_error(result, "no text column 'text'")
+    one_line_error(result, "no text column 'text'")

@@ -30,7 +30,7 @@ from edgesent_export.distill import (
 )
 from edgesent_export.finetune import finetune
 from edgesent_export.student import make_student
-from edgesent_export.training import predict_logits
+from edgesent_export.torch_data import predict_logits
 from edgesent_export.training_run import encode_reviews, load_tokenizer, make_encoder
 
 LABELS = ["negative", "positive"]

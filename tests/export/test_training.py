@@ -18,17 +18,14 @@ pytest.importorskip("transformers", reason=EXPORT_REASON)
 
 import torch
 
-from edgesent_export.training import (
-    STATE_FILE,
-    Trainer,
-    _LinearWarmupDecay,
-    cross_entropy_loss,
+from edgesent_export.torch_data import (
     evaluate_logits,
     is_out_of_memory,
     length_grouped_batches,
     predict_logits,
     select_device_and_precision,
 )
+from edgesent_export.training import STATE_FILE, Trainer, _LinearWarmupDecay, cross_entropy_loss
 from edgesent_export.training_run import (
     best_saver,
     encode_reviews,
