@@ -124,6 +124,8 @@ def test_plain_text_one_record_per_line(lines: list[str], eol: str, encoding: st
                                         last_eol: bool) -> None:
     if lines[0].startswith("\ufeff"):  # a leading U+FEFF is a byte order mark, not text
         lines[0] = "x" + lines[0]
+    if encoding == "utf-16" and lines[0].startswith("\x00"):
+        lines[0] = "x" + lines[0]  # FF FE 00 00 is UTF-32's byte order mark, as the spec says
     if encoding != "utf-8" or any("\ud800" <= ch <= "\udfff" for ch in "".join(lines)):
         lines = [_no_surrogates(line) for line in lines]
     if encoding == "utf-8" and lines[0].startswith("\ufeff"):
@@ -199,6 +201,8 @@ def test_json_lines_and_arrays_one_record_per_value(values: list, eol: str, blan
         path = Path(tmp) / ("r.json" if array else "r.jsonl")
         path.write_bytes(body.encode("utf-8"))
         got = read_all(path)
+    # Two adjacent escaped lone surrogates read back as the one character they spell.
+    values = [json.loads(dump(v)) for v in values]
     expected = [v if isinstance(v, str) else v["text"] for v in values]
     assert [r.text for r in got] == expected
     assert [dict(r.fields) for r in got] == [v if isinstance(v, dict) else {} for v in values]
