@@ -518,3 +518,14 @@ def test_info_sizes_agree_with_the_readme_units(run: Callable[..., Result],
     total = sum(p.stat().st_size for p in tiny_bundle.iterdir())
     assert f"{total / 1000:.1f} kB in" in out or f"{total} B in" in out
     assert "MiB" not in out and "KiB" not in out
+
+
+def test_machine_output_is_utf8_whatever_the_locale(tiny_bundle: Path) -> None:
+    """A C/ASCII locale must not turn an accented review into a UnicodeEncodeError."""
+    runner = CliRunner(charset="ascii")
+    result = runner.invoke(main, ["predict", "très bien 😀", "--model", str(tiny_bundle)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout_bytes.decode("utf-8"))["text"] == "très bien 😀"
+    table = runner.invoke(main, ["predict", "très bien", "-f", "table", "--model",
+                                 str(tiny_bundle)])
+    assert table.exit_code == 0 and "tr?s bien" in table.stdout_bytes.decode("ascii")
