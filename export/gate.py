@@ -211,8 +211,8 @@ def run_gate(
     texts, labels = list(test.texts), list(test.labels)
     check_texts(texts, labels, len(label_names))
     work_dir = Path(work_dir)
-    run = {"threads": config.threads, "batch_size": config.batch_size,
-           "progress": config.progress}
+    run: dict[str, Any] = {"threads": config.threads, "batch_size": config.batch_size,
+                           "progress": config.progress}
     fp32_torch = None
     if student_dir is not None:
         fp32_torch = evaluate("pytorch_fp32", torch_logits(student_dir, encoder, texts, **run),

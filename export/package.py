@@ -105,7 +105,8 @@ def package_model(
     encoder = TextEncoder(Tokenizer.from_file(str(tokenizer_file)), inputs.encoding)
 
     own_work = work_dir is None
-    work = Path(tempfile.mkdtemp(prefix="edgesent-package-")) if own_work else Path(work_dir)
+    work = Path(work_dir) if work_dir is not None else Path(
+        tempfile.mkdtemp(prefix="edgesent-package-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
         logger.info("exporting %s to ONNX", student_dir)
@@ -115,7 +116,8 @@ def package_model(
                           config=gate, student_dir=student_dir,
                           calibration_texts=list(val.texts))
         int8_path = result.quantization.path
-        run = {"threads": gate.threads, "batch_size": gate.batch_size, "progress": gate.progress}
+        run: dict[str, Any] = {"threads": gate.threads, "batch_size": gate.batch_size,
+                               "progress": gate.progress}
 
         logger.info("fitting the temperature on %d validation texts", len(val.texts))
         val_logits = onnx_logits(int8_path, encoder, val.texts, **run)

@@ -58,7 +58,7 @@ def measure_latency(
 
     from edgesent import Classifier
 
-    from .finetune import load_tokenizer, make_encoder
+    from .training_run import load_tokenizer, make_encoder
 
     torch.set_num_threads(threads)
     bundle = load_bundle(bundle_dir)
