@@ -131,7 +131,8 @@ class Trainer:
     def _make_optimizer(self) -> Any:
         import torch
 
-        decay, no_decay = [], []
+        decay: list[Any] = []
+        no_decay: list[Any] = []
         for name, param in self.model.named_parameters():
             if not param.requires_grad:
                 continue
