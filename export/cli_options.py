@@ -136,26 +136,30 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def distill_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The distillation loss (the student's depth is named per command)."""
+    from .distill import DistillSettings
+
     return _apply([
-        click.option("--temperature", default=2.0, show_default=True, type=POSITIVE_FLOAT,
-                     help="Distillation temperature."),
-        click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+        click.option("--temperature", default=DistillSettings.temperature, show_default=True,
+                     type=POSITIVE_FLOAT, help="Distillation temperature."),
+        click.option("--alpha", default=DistillSettings.alpha, show_default=True,
+                     type=click.FloatRange(0, 1),
                      help="Weight of the distillation loss against the hard-label loss."),
     ], func)
 
 
 def quantization_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Quantization, the accuracy gate and what the bundle is called."""
-    from .quantize import MODES, TARGETS
+    from .gate import GateConfig
+    from .quantize import MODES, TARGETS, QuantizationSettings
 
     return _apply([
-        click.option("--target", default="avx512_vnni", show_default=True,
+        click.option("--target", default=QuantizationSettings.target, show_default=True,
                      type=click.Choice(TARGETS),
                      help="Instruction set the int8 kernels are chosen for."),
-        click.option("--mode", "quantization_mode", default="dynamic", show_default=True,
-                     type=click.Choice(MODES),
+        click.option("--mode", "quantization_mode", default=QuantizationSettings.mode,
+                     show_default=True, type=click.Choice(MODES),
                      help="static: QDQ graph calibrated on a sample of the training data."),
-        click.option("--max-drop", default=1.0, show_default=True,
+        click.option("--max-drop", default=GateConfig.max_drop, show_default=True,
                      type=click.FloatRange(-100, 100),
                      help="Largest accuracy loss (points) int8 may show against fp32."),
         click.option("--vocab-min-count", default=None, type=POSITIVE_INT,

@@ -64,7 +64,8 @@ class DistillSettings:
             raise ValueError(f"the student needs at least 1 layer, got {self.layers}")
 
 
-def distillation_loss(temperature: float = 2.0, alpha: float = 0.5) -> LossFn:
+def distillation_loss(temperature: float = DistillSettings.temperature,
+                      alpha: float = DistillSettings.alpha) -> LossFn:
     """``alpha`` · T² · KL(teacher‖student at T) + (1 − ``alpha``) · CE(hard labels).
 
     Rows without a label (``-100``) contribute only the KL term.
@@ -159,8 +160,8 @@ def distill(
     n_layers: int | None = None,
     config: TrainConfig | None = None,
     encoding: EncodingSettings | None = None,
-    temperature: float = 2.0,
-    alpha: float = 0.5,
+    temperature: float = DistillSettings.temperature,
+    alpha: float = DistillSettings.alpha,
     resume: bool = False,
     progress: bool = True,
 ) -> TrainingResult:
