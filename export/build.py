@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgesent.bundle import MANIFEST_NAME
+from edgesent.errors import EdgesentError
 from edgesent.tokenization import EncodingSettings
 
 from . import DEFAULT_BASE_MODEL
@@ -160,7 +161,8 @@ def run_build(plan: BuildPlan) -> dict[str, Any]:
 
 def _check_finished(result: TrainingResult, stage: str) -> None:
     if not result.finished:
-        raise RuntimeError(f"{stage} stopped before the end; rerun the build to resume it")
+        raise EdgesentError(f"{result.out_dir}: the {stage} stopped before the end; "
+                            "rerun the build to resume it")
 
 
 def _package(
