@@ -26,7 +26,6 @@ import gzip
 import io
 import json
 import os
-import re
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +45,6 @@ STDIN = "-"
 PARQUET_HINT = 'reading Parquet needs pyarrow: pip install pyarrow (or "edgesent[export]")'
 _FIELD_LIMIT = 1 << 30  # csv's default (128 KiB per field) is too small for long reviews
 _BLOCK = 1 << 16
-_EOL = re.compile(rb"\r\n?|\n")
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
          (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
          (codecs.BOM_UTF16_BE, "utf-16-be"))
@@ -559,31 +557,20 @@ def type_name(value: object) -> str:
 
 
 def _raw_lines(stream: _Readable) -> Iterator[bytes]:
-    """Lines of a byte stream with their endings; ``\\n``, ``\\r\\n`` and a lone ``\\r`` end one."""
-    parts: list[bytes] = []
-    pending_cr = False  # the line so far ends in \r, which may be the first half of \r\n
+    """Lines of a byte stream with their endings; ``\n``, ``\r\n`` and a lone ``\r`` end one."""
+    parts: list[bytes] = []  # an unfinished line, or one ending in \r (half of \r\n?)
     while block := stream.read(_BLOCK):
-        pos = 0
-        if pending_cr:
-            pending_cr = False
-            if block.startswith(b"\n"):
-                parts.append(b"\n")
-                pos = 1
-            yield b"".join(parts)
-            parts = []
-        for match in _EOL.finditer(block, pos):
-            end = match.end()
-            parts.append(block[pos:end])
-            pos = end
-            if end == len(block) and match.group() == b"\r":
-                pending_cr = True
-            else:
-                yield b"".join(parts)
-                parts = []
-        if pos < len(block):
-            parts.append(block[pos:])
+        if b"\n" not in block and b"\r" not in block:
+            parts.append(block)  # no line ends here: no copying of a long line
+            continue
+        if parts:
+            parts.append(block)
+            block = b"".join(parts)
+        lines = block.splitlines(keepends=True)  # bytes split at \n, \r\n and \r only
+        parts = [] if lines[-1].endswith(b"\n") else [lines.pop()]
+        yield from lines
     if parts:
-        yield b"".join(parts)
+        yield from b"".join(parts).splitlines(keepends=True)
 
 
 def _strip_eol(text: str) -> str:
