@@ -26,6 +26,7 @@ import gzip
 import io
 import json
 import os
+import stat
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -160,6 +161,7 @@ class RecordReader:
         self.path = None if self.is_stdin else Path(source)
         self.columns: list[str] | None = None  # a CSV/TSV header, once read
         self.gzipped = False
+        self.regular = False  # a regular file (not a pipe or a device), once opened
         self.encoding = "utf-8"
         self._raw: BinaryIO = stream if stream is not None else self._open()
         self._owns = stream is None
@@ -181,9 +183,13 @@ class RecordReader:
     def _open(self) -> BinaryIO:
         assert self.path is not None
         try:
-            if self.path.is_dir():
+            info = self.path.stat()
+            if stat.S_ISDIR(info.st_mode):
                 raise InputError(f"{self.name}: is a directory, not a file of reviews")
-            if self.path.stat().st_size == 0:
+            # A pipe (``-i <(zcat r.gz)``) or a device reports size 0: only a regular file
+            # is known to be empty, and only a regular file may be read twice (estimate_rows).
+            self.regular = stat.S_ISREG(info.st_mode)
+            if self.regular and info.st_size == 0:
                 raise InputError(f"{self.name}: the file is empty")
             return open(self.path, "rb")
         except FileNotFoundError:
@@ -241,7 +247,7 @@ class RecordReader:
 
     def estimate_rows(self) -> int | None:
         """About how many records the file holds, for a progress bar; None when unknown."""
-        if self.path is None or self.gzipped:
+        if self.path is None or self.gzipped or not self.regular:
             return None
         if self.format == "parquet":
             try:

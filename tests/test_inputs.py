@@ -295,3 +295,20 @@ def test_column_roles_and_exact_names() -> None:
     with pytest.raises(InputError, match="cannot tell"):
         resolve_column(["a"], None, "x", guess=False)
     assert resolve_column(["Label", "label"], "label", "x") == 1  # an exact match wins
+
+
+def test_a_pipe_is_read_once_and_not_called_empty(tmp_path: Path) -> None:
+    """`edgesent predict -i <(zcat r.csv.gz)`: a FIFO reports size 0 and cannot be reread."""
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_bytes, args=(b"text\na\nb\n",))
+    writer.start()
+    with ReviewReader(fifo) as reader:
+        assert reader.estimate_rows() is None  # counting would swallow the pipe
+        assert [r.text for r in reader] == ["a", "b"]
+    writer.join(timeout=10)
+    with pytest.raises(InputError, match="/dev/null: the input is empty"):
+        ReviewReader("/dev/null")
