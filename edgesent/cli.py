@@ -203,9 +203,9 @@ def predict(texts: tuple[str, ...], input_path: str | None, input_format: str | 
             stream = sys.stdin.buffer if input_path == STDIN else None
             reader = stack.enter_context(ReviewReader(
                 input_path, fmt=input_format, text_column=text_column, stream=stream))
+        out, fmt = _open_output(stack, output_path, fmt)
         budget = {} if token_budget is None else {"token_budget": token_budget}
         classifier = Classifier.load(model, threads=threads, memory_arena=memory_arena, **budget)
-        out, fmt = _open_output(stack, output_path, fmt)
         auto = input_path is not None and _isatty(sys.stderr) and (
             output_path is not None or not _isatty(out))
         want_bar = auto if progress is None else progress
@@ -312,7 +312,12 @@ def _open_output(stack: contextlib.ExitStack, path: Path | None, fmt: str | None
         raise click.ClickException(f"{path}: directory {target.parent} does not exist")
     if st is not None and not os.access(target, os.W_OK):
         raise click.ClickException(f"{path}: permission denied")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                        dir=target.parent)
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot write in {target.parent} "
+                                   f"({exc.strerror or exc})") from None
     if st is None:
         os.fchmod(fd, 0o666 & ~_umask())
     else:

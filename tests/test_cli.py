@@ -529,3 +529,13 @@ def test_machine_output_is_utf8_whatever_the_locale(tiny_bundle: Path) -> None:
     table = runner.invoke(main, ["predict", "très bien", "-f", "table", "--model",
                                  str(tiny_bundle)])
     assert table.exit_code == 0 and "tr?s bien" in table.stdout_bytes.decode("ascii")
+
+
+def test_a_failed_model_load_leaves_the_output_untouched(tmp_path: Path) -> None:
+    out = tmp_path / "scores.jsonl"
+    out.write_text("yesterday's scores\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["predict", "love it", "-o", str(out), "--model",
+                                       str(tmp_path / "no-bundle")])
+    assert_one_line_error(result, "no such directory")
+    assert out.read_text(encoding="utf-8") == "yesterday's scores\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.jsonl"]
