@@ -9,48 +9,34 @@ from typing import Any
 import click
 
 from . import DEFAULT_BASE_MODEL
-from .cli_options import (
-    POSITIVE_FLOAT,
-    POSITIVE_INT,
-    data_options,
-    distill_options,
-    encoding_from,
-    encoding_options,
-    gate_config_from,
-    pairs,
-    quantization_options,
-    sources_from_options,
-    train_config,
-    training_options,
-    user_errors,
-)
+from . import cli_options as shared
 
 
 @click.command()
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@data_options
-@training_options
-@quantization_options
+@shared.data_options
+@shared.training_options
+@shared.quantization_options
 @click.option("--model", "base_model", default=DEFAULT_BASE_MODEL, show_default=True,
               help="Base encoder of the teacher: a hub id or a local directory.")
 @click.option("--teacher", "teacher_dir", type=click.Path(exists=True, file_okay=False),
               default=None, help="Skip fine-tuning: distil this fine-tuned teacher.")
 @click.option("--unlabelled", "unlabelled_files", multiple=True, metavar="FILE",
               help="Unlabelled reviews for distillation. Repeatable.")
-@click.option("--epochs", default=3.0, show_default=True, type=POSITIVE_FLOAT,
+@click.option("--epochs", default=3.0, show_default=True, type=shared.POSITIVE_FLOAT,
               help="Teacher epochs.")
-@click.option("--lr", default=5e-5, show_default=True, type=POSITIVE_FLOAT,
+@click.option("--lr", default=5e-5, show_default=True, type=shared.POSITIVE_FLOAT,
               help="Teacher learning rate.")
-@click.option("--student-epochs", default=3.0, show_default=True, type=POSITIVE_FLOAT)
-@click.option("--student-lr", default=1e-4, show_default=True, type=POSITIVE_FLOAT)
-@click.option("--student-layers", default=None, type=POSITIVE_INT,
+@click.option("--student-epochs", default=3.0, show_default=True, type=shared.POSITIVE_FLOAT)
+@click.option("--student-lr", default=1e-4, show_default=True, type=shared.POSITIVE_FLOAT)
+@click.option("--student-layers", default=None, type=shared.POSITIVE_INT,
               help="Student depth [default: half the teacher's].")
-@distill_options
+@shared.distill_options
 @click.option("--class-weights", type=click.Choice(["none", "auto"]), default="none",
               show_default=True)
 @click.option("--licence", "licences", multiple=True, metavar="FILE=LICENCE",
               help="Licence statement of a data file, recorded in the manifest.")
-@user_errors()
+@shared.user_errors()
 def build(out_dir: str, **opts: Any) -> None:
     """Build a bundle from reviews: fine-tune, distil, export, quantize, gate, package.
 
@@ -68,15 +54,15 @@ def build(out_dir: str, **opts: Any) -> None:
     from .report import build_table
 
     plan = BuildPlan(
-        sources=sources_from_options(opts), out_dir=Path(out_dir),
+        sources=shared.sources_from_options(opts), out_dir=Path(out_dir),
         base_model=opts["base_model"],
         teacher_dir=Path(opts["teacher_dir"]) if opts["teacher_dir"] else None,
-        teacher=train_config(opts), class_weights=opts["class_weights"] == "auto",
-        student=train_config(opts, "student_"),
+        teacher=shared.train_config(opts), class_weights=opts["class_weights"] == "auto",
+        student=shared.train_config(opts, "student_"),
         distillation=DistillSettings(opts["student_layers"], opts["temperature"], opts["alpha"]),
-        encoding=encoding_from(opts), val_fraction=opts["val_fraction"], seed=opts["seed"],
-        vocab_min_count=opts["vocab_min_count"], gate=gate_config_from(opts),
-        name=opts["name"], licences=pairs(opts["licences"], "--licence", "FILE=LICENCE"),
+        encoding=shared.encoding_from(opts), val_fraction=opts["val_fraction"], seed=opts["seed"],
+        vocab_min_count=opts["vocab_min_count"], gate=shared.gate_config_from(opts),
+        name=opts["name"], licences=shared.pairs(opts["licences"], "--licence", "FILE=LICENCE"),
         progress=not opts["quiet"],
     )
     summary = run_build(plan)
@@ -87,11 +73,11 @@ def build(out_dir: str, **opts: Any) -> None:
 @click.command(name="export")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("bundle_dir", type=click.Path(file_okay=False))
-@data_options
-@quantization_options
-@encoding_options
+@shared.data_options
+@shared.quantization_options
+@shared.encoding_options
 @click.option("--json", "as_json", is_flag=True, help="Print the gate's metrics as JSON.")
-@user_errors()
+@shared.user_errors()
 def export(model_dir: str, bundle_dir: str, as_json: bool, **opts: Any) -> None:
     """Export a fine-tuned MODEL_DIR to ONNX, quantize it, gate it and write a bundle.
 
@@ -106,7 +92,7 @@ def export(model_dir: str, bundle_dir: str, as_json: bool, **opts: Any) -> None:
     from .package import PackageInputs, package_model
     from .provenance import model_provenance, redacted_command
 
-    sources = sources_from_options(opts)
+    sources = shared.sources_from_options(opts)
     if not sources.test:
         raise click.UsageError("the accuracy gate needs a test set: give --test FILE")
     data = sources.format(val_fraction=opts["val_fraction"], seed=opts["seed"])
@@ -124,12 +110,12 @@ def export(model_dir: str, bundle_dir: str, as_json: bool, **opts: Any) -> None:
         shrink_vocabulary(source_model, corpus, small, min_count=opts["vocab_min_count"])
         source_model = small
     inputs = PackageInputs(
-        source_model, data.labels, encoding_from(opts), test=labelled(data.test[names[0]]),
+        source_model, data.labels, shared.encoding_from(opts), test=labelled(data.test[names[0]]),
         val=labelled(data.val),
         extra_test_sets={name: labelled(data.test[name]) for name in names[1:]},
         provenance={"model": model_provenance(model_dir)["base_model"],
                     "command": redacted_command()},
         name=opts["name"],
     )
-    result = package_model(inputs, bundle_dir, gate_config_from(opts))
+    result = package_model(inputs, bundle_dir, shared.gate_config_from(opts))
     click.echo(json.dumps(result.metrics, indent=2) if as_json else f"bundle: {bundle_dir}")
