@@ -30,7 +30,7 @@ from edgesent.inputs import FORMATS as INPUT_FORMATS
 from edgesent.inputs import STDIN, Review, ReviewReader
 from edgesent.output import FORMATS as OUTPUT_FORMATS
 from edgesent.output import format_for_path, make_writer, render_table
-from edgesent.runner import CHUNK_TEXTS
+from edgesent.runner import CHUNK_TEXTS, DEFAULT_BATCH_SIZE, DEFAULT_TOKEN_BUDGET
 
 PROGRESS_MIN_ROWS = 500
 T = TypeVar("T")
@@ -62,7 +62,9 @@ Examples:
   cat reviews.txt | edgesent predict - --format jsonl
 
 Output rows follow the input order, one per review; a blank review gets a row with an
-"error" field and no label."""
+"error" field and no label. json, jsonl and csv output carry the input's columns (an id,
+a date) ahead of label, score, scores (json) or p_<label> (csv) and error; when the input
+already has such a column, the prediction columns are prefixed with pred_."""
 
 INFO_EPILOG = """\b
 Examples:
@@ -159,11 +161,12 @@ def _model_option(func: Callable[..., Any]) -> Callable[..., Any]:
               help="Write the input's columns (an id, a date) beside the prediction in "
                    "json, jsonl and csv output.")
 @_model_option
-@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE,
+              show_default=True,
               metavar="N", help="Most reviews per model call.")
 @click.option("--token-budget", type=click.IntRange(min=1), metavar="N",
               help="Most padded tokens (reviews × longest review) per model call; bounds "
-                   "memory [default: the runner's].")
+                   f"memory [default: {DEFAULT_TOKEN_BUDGET}].")
 @click.option("-t", "--threads", type=click.IntRange(min=1), metavar="N",
               help="CPU threads for the model [default: CPUs available to edgesent, at most 8].")
 @click.option("--memory-arena/--no-memory-arena", default=False, show_default=True,
