@@ -14,6 +14,7 @@ import importlib
 import io
 import json
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -45,6 +46,8 @@ LAZY_COMMANDS = {
 }
 # Output that must be written in place, never replaced by a renamed temporary file.
 _DEVICE_DIRS = ("/dev/", "/proc/")
+_FD_PATH = re.compile(r"^/(?:proc/(?P<pid>self|\d+)|dev)/fd/(?P<fd>\d+)$")
+_STD_STREAMS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
 
 MAIN_EPILOG = """\b
 Examples:
@@ -306,7 +309,12 @@ def _open_output(stack: contextlib.ExitStack, path: Path | None, fmt: str | None
         st: os.stat_result | None = os.stat(path)  # follows symlinks
     except FileNotFoundError:
         st = None
-    if (st is not None and not stat.S_ISREG(st.st_mode)) or _through_devices(path):
+    special, fd = _device_target(path)
+    if fd is not None:  # /dev/stdout, /proc/self/fd/1: the descriptor itself, sharing its
+        out = os.fdopen(os.dup(fd), "w", encoding="utf-8", newline="")  # offset (a reopened
+        stack.callback(out.close)  # file would start at 0 and be overwritten by the shell)
+        return out, fmt
+    if special or (st is not None and not stat.S_ISREG(st.st_mode)):
         out = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 (closed by stack)
         stack.callback(out.close)
         return out, fmt
@@ -340,17 +348,24 @@ def _open_output(stack: contextlib.ExitStack, path: Path | None, fmt: str | None
     return out, fmt
 
 
-def _through_devices(path: Path) -> bool:
-    """Whether ``path`` or a symlink it leads through lies in /dev or /proc."""
+def _device_target(path: Path) -> tuple[bool, int | None]:
+    """Whether ``path``, or a symlink it leads through, lies in /dev or /proc, and the file
+    descriptor it names when it is one of this process's (``/dev/stdout``, ``/dev/fd/3``,
+    ``/proc/self/fd/1``)."""
     current = os.path.abspath(path)
     for _ in range(40):  # the kernel's own limit on symlink hops
+        match = _FD_PATH.match(current)
+        if match and match["pid"] in (None, "self", str(os.getpid())):
+            return True, int(match["fd"])
+        if current in _STD_STREAMS:
+            return True, _STD_STREAMS[current]
         if current.startswith(_DEVICE_DIRS):
-            return True
+            return True, None
         if not os.path.islink(current):
-            return False
+            return False, None
         current = os.path.normpath(os.path.join(os.path.dirname(current),
                                                 os.readlink(current)))
-    return False
+    return False, None
 
 
 def _umask() -> int:

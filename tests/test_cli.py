@@ -539,3 +539,18 @@ def test_a_failed_model_load_leaves_the_output_untouched(tmp_path: Path) -> None
     assert_one_line_error(result, "no such directory")
     assert out.read_text(encoding="utf-8") == "yesterday's scores\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.jsonl"]
+
+
+def test_output_to_dev_stdout_shares_the_shells_file_offset(tiny_bundle: Path,
+                                                            tmp_path: Path) -> None:
+    """`{ echo a; edgesent ... -o /dev/stdout; echo b; } > file`: nothing overwritten."""
+    out = tmp_path / "all.txt"
+    edgesent = f"{sys.executable} -m edgesent.cli predict 'love it' --model {tiny_bundle}"
+    script = (f"{{ echo before; {edgesent} -o /dev/stdout; {edgesent} -o /proc/self/fd/1; "
+              f"echo after; }} > {out}")
+    done = subprocess.run(["bash", "-c", script], capture_output=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "before" and lines[-1] == "after" and len(lines) == 4
+    assert [json.loads(x)["text"] for x in lines[1:3]] == ["love it", "love it"]
