@@ -103,7 +103,7 @@ class _Rewriter:
         """A Gather over a uint8 copy of ``values`` (one scale), dequantized after."""
         low, high = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
         scale = max((high - low) / 255.0, EPSILON)
-        zero = int(round(-low / scale))
+        zero = round(-low / scale)
         q = np.clip(np.round(values / scale) + zero, 0, 255).astype(np.uint8)
         q_name = self.constant(table + "_pt_q", q)
         self.constant(table + "_pt_scale", np.array(scale, np.float32))
