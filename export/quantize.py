@@ -1,6 +1,6 @@
 """int8 quantization of the exported fp32 classifier.
 
-Three routes, all recorded in :attr:`QuantizationResult.settings`:
+Four routes, all recorded in :attr:`QuantizationResult.settings`:
 
 * ``mode="dynamic"`` (default): Optimum ``ORTQuantizer`` with an
   ``AutoQuantizationConfig.<target>(is_static=False, per_channel=...)`` preset. Weights
@@ -11,6 +11,8 @@ Three routes, all recorded in :attr:`QuantizationResult.settings`:
   quantizes the fused graph (Optimum's quantizer fails on fused graphs).
 * ``mode="static"``: QDQ graph with MinMax ranges collected by ``ORTQuantizer.fit`` on
   ``calibration_inputs``.
+* ``mode="per_token"``: :mod:`edgesent_export.per_token`: int8 weights per channel and
+  one activation scale per token, so a review's answer does not depend on its batch.
 
 ``quantize_embeddings=True`` also stores the embedding tables (``Gather`` data) as 8-bit:
 the word-embedding table is most of a small student's bytes.
@@ -32,7 +34,7 @@ from .onnx_export import MODEL_FILE, check_signature
 logger = logging.getLogger(__name__)
 
 TARGETS = ("avx512_vnni", "avx2", "arm64")
-MODES = ("dynamic", "static")
+MODES = ("dynamic", "static", "per_token")
 EMBEDDING_OPS = ("Gather", "GatherElements", "EmbedLayerNormalization")
 # Where carries the attention mask's -3.4e38 fill value: calibrating it breaks histogram
 # calibrators and quantizing it gains nothing.
@@ -62,7 +64,7 @@ class QuantizationSettings:
                              f"expected one of {TARGETS}")
         if self.mode not in MODES:
             raise ValueError(f"unknown quantization mode {self.mode!r}; expected one of {MODES}")
-        if self.mode == "static" and self.optimized:
+        if self.mode != "dynamic" and self.optimized:
             raise ValueError("optimized=True is only available with mode='dynamic'")
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,6 +120,11 @@ def quantize(
     if chosen.mode == "static":
         assert calibration_inputs is not None
         record = _quantize_static(source, out_dir, chosen, calibration_inputs)
+    elif chosen.mode == "per_token":
+        from .per_token import quantize_per_token
+
+        record = quantize_per_token(source, out_dir / MODEL_FILE,
+                                    quantize_embeddings=chosen.quantize_embeddings)
     elif chosen.optimized:
         record = _quantize_optimized(source, out_dir, chosen)
     else:
