@@ -134,7 +134,7 @@ class Classifier:
                 f"threads={self.threads})")
 
     @overload
-    def predict(self, texts: str, batch_size: int = DEFAULT_BATCH_SIZE, *,
+    def predict(self, texts: str, batch_size: int = DEFAULT_BATCH_SIZE, *,  # type: ignore[overload-overlap]
                 on_progress: ProgressHook | None = None) -> Prediction: ...
     @overload
     def predict(self, texts: Iterable[str], batch_size: int = DEFAULT_BATCH_SIZE, *,
@@ -200,8 +200,12 @@ def as_texts(texts: object) -> list[str]:
     if texts is None or isinstance(texts, (bytes, bytearray, Mapping)) or not isinstance(
             texts, Iterable):
         kind = "None" if texts is None else f"a {type(texts).__name__}"
-        hint = {bytes: " (decode them first)", bytearray: " (decode them first)"}.get(
-            type(texts), " (pass its keys or values)" if isinstance(texts, Mapping) else "")
+        if isinstance(texts, (bytes, bytearray)):
+            hint = " (decode them first)"
+        elif isinstance(texts, Mapping):
+            hint = " (pass its keys or values)"
+        else:
+            hint = ""
         raise TypeError(f"texts must be a string or an iterable of strings, not {kind}{hint}")
     items = list(texts)
     for index, text in enumerate(items):

@@ -13,8 +13,13 @@ from typing import Any
 import numpy as np
 
 
-def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
-    """Counts with true classes as rows and predicted classes as columns."""
+def confusion_matrix(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
+                     n_classes: int) -> np.ndarray:
+    """Counts with true classes as rows and predicted classes as columns.
+
+    >>> confusion_matrix([0, 1, 1], [0, 0, 1], 2).tolist()
+    [[1, 0], [1, 1]]
+    """
     matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(matrix, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
     return matrix
