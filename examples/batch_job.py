@@ -10,6 +10,10 @@ Each worker process loads its own Classifier once, in the pool initializer, with
 ONNX Runtime thread, so N workers use N cores without oversubscribing them. The file is
 read in chunks and at most two chunks per worker are in flight, so memory stays flat
 whatever the file size.
+
+This is the one-machine recipe that needs nothing but edgesent and the standard library.
+For data that lives in Ray or Spark, or for more than one machine, see ray_classify.py
+and spark_classify.py (edgesent.integrations).
 """
 
 from __future__ import annotations

@@ -200,3 +200,41 @@ def test_a_bad_model_path_is_a_one_line_error(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("error: bundle ") and "no such directory" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def scored_reviews_csv(path: Path) -> list[str]:
+    """A CSV of reviews for the engine examples: id, review (one blank), stars."""
+    texts = [f"{REVIEWS[i % len(REVIEWS)]} #{i}" for i in range(40)]
+    texts[5] = ""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "review", "stars"])
+        writer.writerows([i, text, i % 5 + 1] for i, text in enumerate(texts))
+    return texts
+
+
+def assert_scored_parquet(folder: Path, texts: list[str], classifier: Any) -> None:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(folder).to_pylist()
+    assert list(table[0])[:3] == ["id", "review", "stars"]
+    by_id = {int(row["id"]): row for row in table}
+    assert sorted(by_id) == list(range(len(texts)))
+    for i, pred in enumerate(classifier.predict(texts)):
+        row = by_id[i]
+        assert (row["label"], row["error"]) == (pred.label, pred.error)
+        if pred.ok:
+            assert row["score"] == pytest.approx(pred.score, rel=1e-6)
+            assert row["p_positive"] == pytest.approx(pred.scores["positive"], rel=1e-6)
+
+
+@pytest.mark.parametrize("script", ["ray_classify.py", "spark_classify.py"])
+def test_engine_examples_score_a_csv(script, tiny_bundle, tiny_classifier, tmp_path):
+    src, out = tmp_path / "reviews.csv", tmp_path / "scored"
+    texts = scored_reviews_csv(src)
+    result = run_example(script, str(src), "--model", str(tiny_bundle), "--output", str(out),
+                         "--workers", "2")
+    assert f"scored {len(texts)} reviews" in result.stderr
+    assert_scored_parquet(out, texts, tiny_classifier)
+    again = run_example(script, str(src), "--output", str(out), check=False)
+    assert again.returncode == 2 and "already exists" in again.stderr  # before any engine

@@ -56,10 +56,12 @@ def classify(dataset: Dataset, text_column: str = "review",
 
     ``model``: a bundle directory (default: the model shipped with edgesent); ``ship``
     sends it with the job instead of reading it on each worker. ``batch_size``: rows per
-    Ray batch; ``concurrency``: actors (default: an autoscaling pool, up to the cluster's
-    CPUs); ``threads``: ONNX Runtime threads and Ray CPUs per actor. Row order within the
-    dataset follows Ray Data's own ordering (``DataContext.execution_options.
-    preserve_order`` keeps it exactly).
+    Ray batch. ``threads``: ONNX Runtime threads, and Ray CPUs, per actor.
+    ``concurrency``: actors (default: an autoscaling pool, up to the cluster's CPUs); a
+    fixed pool should leave a CPU free for the tasks that read and write the data, which
+    otherwise wait for ever on the CPUs the actors hold. Rows come out in Ray Data's
+    order; ``DataContext.get_current().execution_options.preserve_order = True`` keeps the
+    input order exactly.
 
     >>> from edgesent.integrations.ray import classify
     >>> classify(ray.data.from_items([{"review": "Love it"}])).take_all()  # doctest: +SKIP
