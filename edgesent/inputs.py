@@ -251,7 +251,7 @@ class RecordReader:
             return None
         if self.format == "parquet":
             try:
-                import pyarrow.parquet as pq  # type: ignore[import-untyped]
+                import pyarrow.parquet as pq
 
                 return int(pq.ParquetFile(self.path).metadata.num_rows)
             except Exception:  # an estimate only; reading reports the real problem
@@ -399,8 +399,8 @@ class RecordReader:
 
     def _parquet(self) -> Iterator[Record]:
         try:
-            import pyarrow as pa  # type: ignore[import-untyped]
-            import pyarrow.parquet as pq  # type: ignore[import-untyped]
+            import pyarrow as pa
+            import pyarrow.parquet as pq
         except ImportError as exc:
             raise ImportError(PARQUET_HINT) from exc
         source: Any = self.path if self.path is not None else io.BytesIO(self._raw.read())
