@@ -153,23 +153,22 @@ def export_fp32(model_dir: Path, out: Path) -> Path:
 
 
 def prepare_teacher_int8(ctx: Context) -> Spec:
-    from edgesent import load_bundle
-
     teacher = ctx.need_build("teacher/best")
-    q = load_bundle(ctx.bundle).manifest.model.get("quantization") or {}
-    settings = {"target": q.get("target", "avx512_vnni"), "per_channel": q.get(
-        "per_channel", True), "quantize_embeddings": q.get("quantize_embeddings", True)}
+    import dataclasses
+
+    from edgesent import load_bundle
+    from edgesent_export.quantize import QuantizationSettings, quantize
+
+    settings = QuantizationSettings.from_dict(load_bundle(ctx.bundle).manifest.model.get(
+        "quantization") or {})
+    if settings.mode == "static":  # no calibration reviews here: the dynamic counterpart
+        settings = dataclasses.replace(settings, mode="dynamic")
     fp32 = export_fp32(teacher, ctx.work / "teacher-fp32")
-
-    def make(out: Path) -> None:
-        from edgesent_export.quantize import quantize
-
-        quiet_signature(lambda: quantize(fp32, out, **settings))
-
-    onnx = cached(ctx.work / "teacher-int8", make, fp32.parent, settings) / "model.onnx"
+    onnx = cached(ctx.work / "teacher-int8", lambda out: quiet_signature(lambda: quantize(
+        fp32, out, settings)), fp32.parent, settings.to_dict()) / "model.onnx"
     return {"onnx": str(onnx), "tokenizer": str(teacher / "tokenizer.json"), "encoding":
             ctx.encoding(teacher), "files": files(onnx, teacher / "tokenizer.json"),
-            "precision": "int8", "note": f"quantized like the bundle: {settings}"}
+            "precision": "int8", "note": f"quantized like the bundle: {settings.describe()}"}
 
 
 def load_pipeline(spec: Spec, threads: int) -> Model:
@@ -320,7 +319,7 @@ def prepare_model2vec(ctx: Context) -> Spec:
         head = StaticModelForClassification.from_static_model(model=distill(str(source),
                                                                             pca_dims=256))
         head.fit(texts, labels, X_val=val_texts, y_val=val_labels, device="cpu",
-                 max_epochs=2 if ctx.tiny else 30, random_seed=13)
+                 max_epochs=2 if ctx.tiny else 10, random_seed=13)
         head.to_pipeline().save_pretrained(str(out))
 
     out = cached(ctx.work / "model2vec", make, source, digest((texts, labels)), ctx.tiny)
