@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,12 +53,8 @@ def sample_reviews(data: Path | None, n: int, seed: int = 13) -> list[str]:
 
 
 def get(port: int, path: str) -> str:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", path)
-    response = conn.getresponse()
-    if response.status != 200:
-        raise OSError(f"GET {path}: {response.status}")
-    return response.read().decode()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        return response.read().decode()
 
 
 def batch_counters(port: int) -> tuple[float, float]:
@@ -85,7 +82,7 @@ def server(args: list[str]) -> Iterator[tuple[int, int]]:
             try:
                 get(port, "/readyz")
                 break
-            except OSError:
+            except OSError:  # urllib's HTTPError (503 while loading) is one too
                 time.sleep(0.1)
         yield port, proc.pid
     finally:
