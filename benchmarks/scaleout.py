@@ -98,7 +98,8 @@ def run_spark(shards: Path, work: Path, model: str | None, workers: int) -> dict
 
     started = time.perf_counter()
     spark = (SparkSession.builder.master(f"local[{workers}]").appName("edgesent-scaleout")
-             .config("spark.ui.enabled", "false").getOrCreate())
+             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+             .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     startup = time.perf_counter() - started
     started = time.perf_counter()
