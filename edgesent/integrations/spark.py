@@ -7,7 +7,9 @@ Arrow UDF (``pyspark.sql.functions.arrow_udf``): each Python worker loads the bu
 and keeps it across tasks, and classifies whole Arrow batches on ``threads`` ONNX Runtime
 threads (1 by default, one per Spark task slot; with more, set ``spark.task.cpus`` to
 match). Spark's Python workers must run a Python that has edgesent installed
-(``PYSPARK_PYTHON``).
+(``PYSPARK_PYTHON``). Measured on ``local[2]``, an Arrow UDF, a pandas UDF and
+``pyspark.ml.functions.predict_batch_udf`` ran within noise of each other (inference
+dominates); the Arrow UDF stays because its nulls need no pandas dtype handling.
 
 Run it as written (the embedded model, Spark in local mode)::
 
