@@ -20,6 +20,9 @@ the benchmarks. It owns the session options, the batching and the feed:
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 import operator
 import os
@@ -38,11 +41,15 @@ from edgesent.tokenization import TextEncoder
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 32
-# Padded tokens (texts × longest text) per model call: 16 reviews of 256 tokens, or 32 of
-# 128. Attention holds batch × heads × length² floats, so this bounds the peak.
-DEFAULT_TOKEN_BUDGET = 4096
+# Padded tokens (texts × longest text) per model call: 4 reviews of 256 tokens, or 32 of
+# 32. Attention holds batch × heads × length² floats, so this bounds the peak; a call of
+# 1,024 tokens is long enough that per-call overhead does not show.
+DEFAULT_TOKEN_BUDGET = 1024
 MAX_DEFAULT_THREADS = 8  # more threads than this rarely helps a small model
-CHUNK_TEXTS = 2048  # texts tokenized together
+CHUNK_TEXTS = 256  # texts tokenized together: their tokenizer output is the memory to bound
+# Blocks from this size up are mmap-ed and go back to the system when freed (glibc).
+MMAP_THRESHOLD_BYTES = 128 * 1024
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 
 ProgressHook = Callable[[int], None]
 
@@ -107,8 +114,8 @@ def session_options(threads: int, *, memory_arena: bool = False) -> ort.SessionO
 
     With ``memory_arena=False`` (the default) buffers go back to the system after each
     call instead of staying in ONNX Runtime's arena at the size of the largest batch
-    ever seen. Pool threads do not spin while waiting, so idle sessions leave the cores
-    to others.
+    ever seen (see :func:`return_freed_memory`). Pool threads do not spin while
+    waiting, so idle sessions leave the cores to others.
 
     >>> session_options(2).intra_op_num_threads
     2
@@ -120,9 +127,35 @@ def session_options(threads: int, *, memory_arena: bool = False) -> ort.SessionO
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.enable_cpu_mem_arena = memory_arena
     options.enable_mem_pattern = memory_arena
+    if not memory_arena:
+        return_freed_memory()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return options
+
+
+@functools.cache
+def return_freed_memory() -> bool:
+    """Make glibc hand large freed blocks back to the system; True when it applied.
+
+    With the arena off, ONNX Runtime frees its activation buffers after each call, but
+    glibc's malloc keeps them (its mmap threshold grows to the largest block freed), so a
+    process stays at the size of its largest batch. A fixed threshold of
+    :data:`MMAP_THRESHOLD_BYTES` returns them. Process-wide, once; a no-op off glibc.
+
+    >>> return_freed_memory() in (True, False)
+    True
+    """
+    name = ctypes.util.find_library("c")
+    if not name or not hasattr(os, "confstr"):
+        return False
+    try:
+        if "glibc" not in (os.confstr("CS_GNU_LIBC_VERSION") or ""):
+            return False
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int = DEFAULT_BATCH_SIZE,
