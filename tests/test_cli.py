@@ -264,7 +264,8 @@ def test_info(run: Callable[..., Result], tiny_bundle: Path) -> None:
     out = result.stdout
     assert out.startswith(f"tiny-test  ({tiny_bundle})")
     for fragment in ("negative, positive", "32 tokens max, head_tail (first 8 + last 22",
-                     "WordPiece", "lowercase", "int8", "checksums verified", "uncalibrated",
+                     "WordPiece", "lowercase", "int8", "size and sha256 of model.onnx",
+                     "labels, temperature, encoding match the graph", "uncalibrated",
                      "Provenance", "tiny-random", "train=400", "Metrics", "accuracy", "0.9100"):
         assert fragment in out, fragment
 
