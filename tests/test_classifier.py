@@ -219,3 +219,56 @@ def test_bert_style_graph_gets_zero_token_type_ids(tiny_bundle: Path, tmp_path: 
     clf = Classifier.load(bundle.path, threads=1)
     np.testing.assert_allclose(clf.predict_logits(REVIEWS), tiny_classifier.predict_logits(REVIEWS),
                                rtol=1e-6)
+
+
+@pytest.mark.parametrize("text", ["\u200b", "\ufeff", "\x01\x02\x7f", "\u200d\u200c", " \u2060 "])
+def test_text_without_content_tokens_is_blank(tiny_classifier: Classifier, text: str) -> None:
+    prediction = tiny_classifier.predict(text)
+    assert prediction.label is None and prediction.error == "empty text"
+    assert np.isnan(tiny_classifier.predict_proba([text, "great"])[0]).all()
+
+
+def test_lone_surrogates_are_read_as_replacement_characters(
+        tiny_classifier: Classifier) -> None:
+    broken = tiny_classifier.predict(["great value \ud83d", "x\ud800 awful"])
+    repaired = tiny_classifier.predict(["great value \ufffd", "x\ufffd awful"])
+    assert [p.label for p in broken] == [p.label for p in repaired] == ["positive", "negative"]
+    assert broken[0].scores == repaired[0].scores
+
+
+@pytest.mark.parametrize(("texts", "message"), [
+    (None, "not None"),
+    ({"a": 1}, "not a dict (pass its keys or values)"),
+    (42, "not a int"),
+    (bytearray(b"x"), "decode them first"),
+])
+def test_what_is_not_texts_is_named(tiny_classifier: Classifier, texts: object,
+                                    message: str) -> None:
+    with pytest.raises(TypeError, match=r"texts must be a string or an iterable") as info:
+        tiny_classifier.predict(texts)  # type: ignore[call-overload]
+    assert message in str(info.value)
+
+
+def test_numpy_integers_are_integers(tiny_bundle: Path, tiny_classifier: Classifier) -> None:
+    assert len(tiny_classifier.predict(["great", "awful"], batch_size=np.int64(8))) == 2
+    assert Classifier.load(tiny_bundle, threads=np.int64(1)).threads == 1
+    with pytest.raises(ValueError, match="batch_size"):
+        tiny_classifier.predict(["great"], batch_size=2.5)  # type: ignore[arg-type]
+
+
+def test_thread_counts_beyond_the_cpus_are_clamped(tiny_bundle: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="edgesent.runner"):
+        clf = Classifier.load(tiny_bundle, threads=100_000)
+    assert clf.threads == resolve_threads(100_000) <= 8 * 100
+    assert "more than the" in caplog.text
+
+
+def test_token_budget_and_progress(tiny_bundle: Path) -> None:
+    clf = Classifier.load(tiny_bundle, threads=1, token_budget=16)
+    done: list[int] = []
+    texts = [*REVIEWS, "", "great " * 40]
+    predictions = clf.predict(texts, on_progress=done.append)
+    assert sum(done) == len(texts) and len(done) > 2
+    assert [p.label for p in predictions] == [p.label for p in Classifier.load(
+        tiny_bundle, threads=1).predict(texts)]
