@@ -16,6 +16,7 @@ from edgesent.tokenization import EncodingSettings
 
 from . import DEFAULT_BASE_MODEL
 from .data import FormattedData, class_weights, length_stats
+from .distributed import is_main_process
 from .training import TrainConfig, cross_entropy_loss
 from .training_run import (
     TrainingResult,
@@ -54,7 +55,8 @@ def finetune(
         "val": length_stats([len(s) for s in val_set.ids]),
     }
     summary["encoding"] = asdict(encoder.settings)
-    (out / "data_summary.json").write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
+    if is_main_process():
+        (out / "data_summary.json").write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
     weights = class_weights(data.train, data.labels) if weighting == "auto" else None
     if weights:
         logger.info("class weights: %s", dict(zip(data.labels, weights, strict=True)))

@@ -5,6 +5,21 @@ fp16 with loss scaling on CUDA), length-grouped batches with dynamic padding, va
 every N steps, early stopping on validation loss, the best weights kept, checkpoints that
 resume a killed run exactly where it stopped (same batches, same random state), and a
 CUDA out-of-memory fallback that halves the micro-batch and doubles accumulation.
+
+What training costs shows beside how it learns: every evaluation record in the history
+carries samples per second, seconds per step, the process's resident memory and, on a
+GPU, allocated and peak device memory; the progress bar shows the same; every
+out-of-memory back-off is kept with the micro-batch it moved to.
+
+Several processes train one model data-parallel when a launcher starts them (see
+:mod:`edgesent_export.distributed`)::
+
+    torchrun --standalone --nproc_per_node 2 -m edgesent_export train runs/teacher ...
+    accelerate launch --cpu --num_processes 2 -m edgesent_export train runs/teacher ...
+
+Each global batch is split across the ranks, gradients are summed, validation logits
+gathered, and only rank 0 writes checkpoints and the best weights; one process (the
+default) trains exactly as before.
 """
 
 from __future__ import annotations
@@ -12,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from .distributed import context
 from .torch_data import (
     IGNORE_LABEL,
     EncodedSet,
@@ -71,6 +88,7 @@ class TrainState:
     bad_evals: int = 0
     accumulation: int = 1
     running_loss: float | None = None  # smoothed training loss, kept so a resume continues it
+    oom_backoffs: list[dict[str, int]] = field(default_factory=list)
     finished: bool = False
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -114,8 +132,11 @@ class Trainer:
         self.progress = progress
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.device, self.autocast_dtype = select_device_and_precision(config.precision)
+        self.dist = context()
+        device, self.autocast_dtype = select_device_and_precision(config.precision)
+        self.device = self.dist.device(device)
         self.model = model.to(self.device)
+        self.dist.broadcast_model(self.model)
         self.steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
         self.total_steps = max(1, math.ceil(self.steps_per_epoch * config.epochs))
         self.eval_every = config.eval_every or self.steps_per_epoch
@@ -127,6 +148,7 @@ class Trainer:
         use_scaler = self.autocast_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.state = TrainState()
+        self._cost = _CostWindow()
 
     def _make_optimizer(self) -> Any:
         import torch
@@ -148,6 +170,10 @@ class Trainer:
     def _save_checkpoint(self) -> None:
         import torch
 
+        rng_states = self.dist.gather(torch.get_rng_state())
+        if not self.dist.is_main:
+            self.dist.barrier()
+            return
         tmp = self.out_dir / "checkpoint.tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(tmp, safe_serialization=True)
@@ -156,7 +182,8 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
+                "torch_rng": rng_states[0],
+                **({"torch_rng_ranks": rng_states} if self.dist.enabled else {}),
             },
             tmp / "optimizer.pt",
         )
@@ -169,6 +196,7 @@ class Trainer:
         tmp.rename(self.checkpoint_dir)
         if old.exists():
             _rmtree(old)
+        self.dist.barrier()
 
     def _load_checkpoint(self) -> bool:
         import torch
@@ -184,7 +212,11 @@ class Trainer:
         self.optimizer.load_state_dict(extra["optimizer"])
         self.scheduler.load_state_dict(extra["scheduler"])
         self.scaler.load_state_dict(extra["scaler"])
-        torch.set_rng_state(extra["torch_rng"])
+        ranks = extra.get("torch_rng_ranks")
+        if ranks is not None and len(ranks) == self.dist.world_size:
+            torch.set_rng_state(ranks[self.dist.rank])
+        else:
+            torch.set_rng_state(extra["torch_rng"])
         logger.info(
             "resumed from %s at step %d (epoch %d, batch %d)",
             self.checkpoint_dir, self.state.global_step, self.state.epoch,
@@ -203,7 +235,7 @@ class Trainer:
         if not resume or self.state.global_step == 0:
             random.seed(self.config.seed)
             np.random.seed(self.config.seed)
-            torch.manual_seed(self.config.seed)
+            torch.manual_seed(self.config.seed + self.dist.rank)  # own dropout per rank
         if self.state.finished:
             return self.state
         lengths = [len(s) for s in self.train_set.ids]
@@ -215,7 +247,9 @@ class Trainer:
             )
             while self.state.batch_in_epoch < len(batches):
                 indices = batches[self.state.batch_in_epoch]
+                started = time.perf_counter()
                 loss = self._step(indices)
+                self._cost.add(len(indices), time.perf_counter() - started)
                 running = self.state.running_loss
                 running = loss if running is None else 0.98 * running + 0.02 * loss
                 self.state.running_loss = running
@@ -223,7 +257,8 @@ class Trainer:
                 self.state.global_step += 1
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{running:.4f}", epoch=self.state.epoch)
+                    bar.set_postfix(loss=f"{running:.4f}", epoch=self.state.epoch,
+                                    **self._cost.postfix(self.device))
                 if self._after_step(running):
                     break
             else:
@@ -265,24 +300,35 @@ class Trainer:
     def _step(self, indices: np.ndarray) -> float:
         import torch
 
+        local = self.dist.shard(indices)
         while True:
+            failure: BaseException | None = None
             try:
-                loss = self._accumulate(indices)
-                break
+                loss = self._accumulate(local, len(indices))
             except Exception as exc:
-                if not is_out_of_memory(exc) or len(indices) // self.state.accumulation <= 1:
+                if not is_out_of_memory(exc):
                     raise
-                self.optimizer.zero_grad(set_to_none=True)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                self.state.accumulation *= 2
-                logger.warning(
-                    "out of GPU memory: micro-batch halved to %d, gradient accumulation "
-                    "doubled to %d (effective batch unchanged at %d)",
-                    math.ceil(len(indices) / self.state.accumulation),
-                    self.state.accumulation,
-                    self.config.batch_size,
-                )
+                failure = exc
+            if not self.dist.any(failure is not None):  # every rank must back off together
+                break
+            if len(local) // self.state.accumulation <= 1:
+                raise failure or RuntimeError("out of memory on another training process")
+            self.optimizer.zero_grad(set_to_none=True)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            self.state.accumulation *= 2
+            micro_batch = math.ceil(len(local) / self.state.accumulation)
+            backoff = {"step": self.state.global_step + 1, "micro_batch": micro_batch,
+                       "accumulation": self.state.accumulation}
+            self.state.oom_backoffs.append(backoff)
+            self._cost.backoffs.append(backoff)
+            logger.warning(
+                "out of GPU memory: micro-batch halved to %d, gradient accumulation "
+                "doubled to %d (effective batch unchanged at %d)",
+                micro_batch, self.state.accumulation, self.config.batch_size,
+            )
+        self.dist.sum_gradients(self.model.parameters())
+        loss = self.dist.sum(loss)
         if self.config.max_grad_norm:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
@@ -292,9 +338,13 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return loss
 
-    def _accumulate(self, indices: np.ndarray) -> float:
+    def _accumulate(self, indices: np.ndarray, batch_rows: int) -> float:
+        """Backpropagate this process's rows of a batch of ``batch_rows`` rows, each
+        micro-batch's loss weighted by its share of the whole batch."""
         import torch
 
+        if len(indices) == 0:  # fewer rows than processes: this one sits the batch out
+            return 0.0
         parts = np.array_split(indices, min(self.state.accumulation, len(indices)))
         total = 0.0
         for part in parts:
@@ -308,16 +358,14 @@ class Trainer:
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
                 )
                 loss = self.loss_fn(outputs.logits.float(), batch)
-            weight = len(part) / len(indices)
+            weight = len(part) / batch_rows
             self.scaler.scale(loss * weight).backward()
             total += float(loss.detach()) * weight
         return total
 
     def _evaluate(self, running_loss: float | None) -> None:
         started = time.perf_counter()
-        logits = predict_logits(
-            self.model, self.val_set, self.pad_id, self.config.eval_batch_size
-        )
+        logits = self._validation_logits()
         result = evaluate_logits(logits, self.val_set.labels, self.label_names)
         record = {
             "step": self.state.global_step,
@@ -328,6 +376,10 @@ class Trainer:
             "val_macro_f1": result["macro_f1"],
             "lr": self.scheduler.get_last_lr()[0],
             "eval_seconds": round(time.perf_counter() - started, 1),
+            "micro_batch": math.ceil(
+                math.ceil(self.config.batch_size / self.dist.world_size) / self.state.accumulation
+            ),
+            **self._cost.record(self.device),
         }
         self.state.history.append(record)
         logger.info(
@@ -338,19 +390,101 @@ class Trainer:
             self.state.best_val_loss = result["loss"]
             self.state.best_step = self.state.global_step
             self.state.bad_evals = 0
-            self.save_best(self.model, self.best_dir)
+            if self.dist.is_main:
+                self.save_best(self.model, self.best_dir)
+            self.dist.barrier()
         else:
             self.state.bad_evals += 1
         self.model.train()
 
+    def _validation_logits(self) -> np.ndarray:
+        """Validation logits of every row once: each process predicts its share."""
+        if not self.dist.enabled:
+            return predict_logits(
+                self.model, self.val_set, self.pad_id, self.config.eval_batch_size
+            )
+        rows = self.dist.shard(np.arange(len(self.val_set)))
+        share = EncodedSet([self.val_set.ids[i] for i in rows], self.val_set.labels[rows])
+        mine = predict_logits(self.model, share, self.pad_id, self.config.eval_batch_size)
+        logits = np.zeros((len(self.val_set), mine.shape[1]), dtype=np.float32)
+        for their_rows, theirs in self.dist.gather((rows, mine)):
+            logits[their_rows] = theirs
+        return logits
+
     def _progress_bar(self) -> Any:
-        if not self.progress:
+        if not self.progress or not self.dist.is_main:
             return None
         from tqdm.auto import tqdm
 
         return tqdm(
             total=self.total_steps, initial=self.state.global_step, desc="train", unit="step"
         )
+
+
+class _CostWindow:
+    """Samples, training seconds and OOM back-offs since the last evaluation."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.samples, self.seconds, self.steps = 0, 0.0, 0
+        self.backoffs: list[dict[str, int]] = []
+
+    def add(self, samples: int, seconds: float) -> None:
+        self.samples += samples
+        self.seconds += seconds
+        self.steps += 1
+
+    def postfix(self, device: Any) -> dict[str, str]:
+        """The progress bar's cost fields."""
+        figures = memory_figures(device)
+        out = {"samples/s": f"{self.samples / max(self.seconds, 1e-9):.1f}",
+               "rss": f"{figures['rss_mb']:.0f}MB"}
+        if "cuda_allocated_mb" in figures:
+            out["gpu"] = f"{figures['cuda_allocated_mb']:.0f}/{figures['cuda_peak_mb']:.0f}MB"
+        return out
+
+    def record(self, device: Any) -> dict[str, Any]:
+        """The history's cost fields, then a new window."""
+        record: dict[str, Any] = {
+            "samples_per_s": round(self.samples / self.seconds, 2) if self.seconds else None,
+            "step_seconds": round(self.seconds / self.steps, 4) if self.steps else None,
+            **memory_figures(device),
+            "oom_backoffs": self.backoffs,
+        }
+        self.reset()
+        return record
+
+
+def memory_figures(device: Any) -> dict[str, float]:
+    """This process's resident memory and, on a GPU, allocated and peak device memory (MB).
+
+    >>> import torch
+    >>> memory_figures(torch.device("cpu"))["rss_mb"] > 0
+    True
+    """
+    figures = {"rss_mb": round(process_rss_mb(), 1)}
+    if getattr(device, "type", None) == "cuda":
+        import torch
+
+        figures["cuda_allocated_mb"] = round(torch.cuda.memory_allocated(device) / 2**20, 1)
+        figures["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return figures
+
+
+def process_rss_mb() -> float:
+    """Resident set size of this process in MB (peak RSS where /proc is absent)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            pages = int(handle.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 class _LinearWarmupDecay:

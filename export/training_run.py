@@ -7,6 +7,10 @@ finished, scores the best weights on validation and every test set and writes
 ``result.json`` and one predictions file per test set. An unfinished run (stopped as
 asked, or killed) returns a :class:`TrainingResult` without metrics.
 
+Under a distributed launch (see :mod:`edgesent_export.distributed`) every process trains
+and rank 0 alone writes the history, the curves, the scores and ``result.json``; the
+others wait for it and return the same result.
+
 The best weights are saved with their tokenizer and the encoding they were trained
 with (:data:`ENCODING_FILE`), so a checkpoint is scored as it was trained.
 """
@@ -28,6 +32,7 @@ from edgesent.metrics import softmax
 from edgesent.tokenization import EncodingSettings, TextEncoder
 
 from .data import FormattedData, Review
+from .distributed import context
 from .torch_data import (
     IGNORE_LABEL,
     EncodedSet,
@@ -139,7 +144,8 @@ def start_run(model: str | Path, out_dir: str | Path,
               encoding: EncodingSettings | None = None) -> RunStart:
     """Make the run's folder and read ``model``'s tokenizer with ``encoding``."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if context().is_main:
+        out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     tokenizer = load_tokenizer(model)
     encoder = make_encoder(tokenizer, encoding or EncodingSettings())
@@ -167,11 +173,18 @@ def train_and_report(
                       pad_id=encoder.pad_id, label_names=data.labels,
                       save_best=best_saver(tokenizer, encoder.settings), progress=progress)
     state = trainer.train(resume=resume)
-    (out / "history.json").write_text(json.dumps(state.history, indent=2) + "\n", "utf-8")
-    if state.history:
-        save_history_plot(state.history, out / "curves.png")
+    dist = context()
+    if dist.is_main:
+        (out / "history.json").write_text(json.dumps(state.history, indent=2) + "\n", "utf-8")
+        if state.history:
+            save_history_plot(state.history, out / "curves.png")
     if not state.finished:
         return TrainingResult(out, trainer.best_dir, {}, wall_seconds=_elapsed(started))
+    if not dist.is_main:  # rank 0 scores the best weights; the others read what it wrote
+        dist.barrier()
+        summary = json.loads((out / RESULT_FILE).read_text("utf-8"))
+        return TrainingResult(out, trainer.best_dir, summary["val"], summary["test"],
+                              summary["wall_seconds"], summary["stopped_early"])
 
     device, _ = select_device_and_precision("fp32")
     best = load_classifier(trainer.best_dir, data.labels).to(device)
@@ -199,6 +212,7 @@ def train_and_report(
         **(record or {}),
     }
     (out / RESULT_FILE).write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
+    dist.barrier()
     return result
 
 
@@ -238,14 +252,15 @@ def write_predictions(
 
 
 def save_history_plot(history: Sequence[dict[str, Any]], path: str | Path) -> None:
-    """Training curves (train and validation loss, validation accuracy) as a PNG."""
+    """Training curves (train and validation loss, validation accuracy) and what training
+    cost (samples per second; process and GPU memory) as a PNG, three panels side by side."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     steps = [h["step"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_acc, ax_cost) = plt.subplots(1, 3, figsize=(15, 4))
     ax_loss.plot(steps, [h["val_loss"] for h in history], marker="o", label="validation")
     ax_loss.plot(
         steps, [h["train_loss"] for h in history], marker="o", label="train (running)"
@@ -257,9 +272,39 @@ def save_history_plot(history: Sequence[dict[str, Any]], path: str | Path) -> No
     ax_acc.plot(steps, [h["val_macro_f1"] for h in history], marker="o", label="macro-F1")
     ax_acc.set_xlabel("step")
     ax_acc.legend()
+    _plot_cost(ax_cost, history)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _plot_cost(ax: Any, history: Sequence[dict[str, Any]]) -> None:
+    """Samples per second (left axis) and memory in MB (right axis) at each record; OOM
+    back-offs as vertical lines."""
+    def series(key: str) -> tuple[list[int], list[float]]:
+        pairs = [(h["step"], h[key]) for h in history if h.get(key) is not None]
+        return [s for s, _ in pairs], [v for _, v in pairs]
+
+    ax.plot(*series("samples_per_s"), marker="o", color="tab:green", label="samples/s")
+    ax.set_xlabel("step")
+    ax.set_ylabel("samples / s")
+    memory = ax.twinx()
+    for key, label, colour in (("rss_mb", "process RSS", "tab:purple"),
+                               ("cuda_allocated_mb", "GPU allocated", "tab:orange"),
+                               ("cuda_peak_mb", "GPU peak", "tab:red")):
+        steps, values = series(key)
+        if values:
+            memory.plot(steps, values, marker=".", linestyle="--", color=colour, label=label)
+    memory.set_ylabel("MB")
+    for h in history:
+        for backoff in h.get("oom_backoffs") or ():
+            ax.axvline(backoff["step"], color="grey", linestyle=":")
+            ax.annotate(f"OOM: batch {backoff['micro_batch']}", (backoff["step"], 0),
+                        xycoords=("data", "axes fraction"), rotation=90, fontsize=7)
+    lines = ax.get_legend_handles_labels()
+    more = memory.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8)
+    ax.set_title("cost")
 
 
 def _elapsed(started: float) -> float:
