@@ -245,8 +245,55 @@ def test_out_of_memory_halves_the_micro_batch_and_keeps_the_effective_batch(
     assert "effective batch unchanged at 16" in warnings[1]
     saved = json.loads((tmp_path / "oom" / "checkpoint" / STATE_FILE).read_text("utf-8"))
     assert saved["accumulation"] == 4
+    # Every back-off is recorded with the micro-batch it moved to, in the state and history.
+    backoffs = [{"step": 1, "micro_batch": 8, "accumulation": 2},
+                {"step": 1, "micro_batch": 4, "accumulation": 4}]
+    assert saved["oom_backoffs"] == state.oom_backoffs == backoffs
+    assert state.history[0]["oom_backoffs"] == backoffs and state.history[0]["micro_batch"] == 4
     # Accumulating four quarter-batches gives the gradient of the whole batch.
     assert _max_difference(_weights(trainer.model), _weights(reference.model)) < 1e-4
+
+
+def test_history_shows_what_training_costs_and_a_later_back_off(
+    tiny_distilbert_dir: Path, encoded: SimpleNamespace, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = tiny_config(epochs=2, batch_size=16, eval_every=4)
+    trainer = _trainer(load_model(tiny_distilbert_dir), encoded, tmp_path, config)
+    trainer.progress = True
+    real = trainer._accumulate
+    calls = {"n": 0}
+
+    def out_of_memory_once(indices: Any, batch_rows: int) -> float:
+        calls["n"] += 1
+        if calls["n"] == 6:  # the sixth step's first try
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(indices, batch_rows)
+
+    monkeypatch.setattr(trainer, "_accumulate", out_of_memory_once)
+    state = trainer.train()
+    assert state.finished and state.global_step == 16
+    assert state.oom_backoffs == [{"step": 6, "micro_batch": 8, "accumulation": 2}]
+    records = state.history
+    assert [h["step"] for h in records] == [4, 8, 12, 16]
+    assert [h["oom_backoffs"] for h in records] == [[], state.oom_backoffs, [], []]
+    assert [h["micro_batch"] for h in records] == [16, 8, 8, 8]
+    for record in records:
+        assert record["samples_per_s"] > 0 and record["step_seconds"] > 0
+        assert record["rss_mb"] > 50  # torch alone takes more
+        assert ("cuda_peak_mb" in record) == torch.cuda.is_available()
+    # four steps of 16 rows in each window: rate and step time agree
+    assert records[1]["samples_per_s"] == pytest.approx(16 / records[1]["step_seconds"],
+                                                        rel=0.01)
+    bar = capsys.readouterr().err
+    assert "samples/s=" in bar and "rss=" in bar
+
+    from edgesent_export.training_run import save_history_plot
+
+    save_history_plot(records, tmp_path / "curves.png")
+    png = (tmp_path / "curves.png").read_bytes()
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and (width, height) == (1500, 400)  # 3 panels
 
 
 def test_out_of_memory_at_one_row_and_other_errors_are_raised(
