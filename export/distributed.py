@@ -29,7 +29,8 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,3 +176,20 @@ def is_main_process() -> bool:
     """True unless this is a non-zero rank of a distributed launch (which must not write)."""
     return int(os.environ.get("RANK", "0") or 0) == 0 or int(os.environ.get("WORLD_SIZE", "1")
                                                               or 1) <= 1
+
+
+@contextmanager
+def main_process_first() -> Iterator[None]:
+    """Run the block on rank 0 first and on the other ranks once it is done: rank 0
+    computes and caches (teacher logits, an ONNX export), the others read its cache.
+
+    >>> with main_process_first():  # one process: just runs the block
+    ...     print("computed")
+    computed
+    """
+    dist = context()
+    if not dist.is_main:
+        dist.barrier()
+    yield
+    if dist.is_main:
+        dist.barrier()

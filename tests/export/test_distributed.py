@@ -103,6 +103,12 @@ def _driver(model_dir: str, root: str, report_dir: str) -> None:
 
     from conftest import make_reviews  # this file's folder leads sys.path when run as a script
 
+    from edgesent_export.distributed import main_process_first
+
+    with main_process_first():  # rank 0 writes first; rank 1 must find its file
+        marker = Path(report_dir, "first.txt")
+        order = marker.read_text("utf-8") if marker.exists() else ""
+        marker.write_text(order + str(rank), "utf-8")
     sys.addaudithook(audit)
     report = run_three(Path(model_dir), Path(root), Path(report_dir), _data(make_reviews), rank)
     report.update(rank=rank, world=world, writes=writes)
@@ -171,6 +177,7 @@ def test_two_gloo_processes_train_in_sync_and_resume_exactly(
     launch_seconds = _launch(no_dropout_dir, two, reports)
     ranks = [json.loads((reports / f"rank{r}.json").read_text("utf-8")) for r in (0, 1)]
     assert [r["rank"] for r in ranks] == [0, 1] and {r["world"] for r in ranks} == {2}
+    assert (reports / "first.txt").read_text("utf-8") == "01"  # main_process_first
 
     # The ranks stay in sync: the same weights after every run, bit for bit.
     for name in RUNS:
@@ -234,6 +241,14 @@ def test_two_gloo_processes_train_in_sync_and_resume_exactly(
           f"val loss 2 processes   {[round(h['val_loss'], 4) for h in whole_two['history']]}\n"
           f"val loss 1 process     {[round(h['val_loss'], 4) for h in whole_one['history']]}\n"
           f"seconds/step 2 processes {step_two}; 1 process {step_one}")
+
+
+def test_the_module_entry_point_runs_the_cli() -> None:
+    """``torchrun -m edgesent_export`` / ``accelerate launch -m edgesent_export`` start this."""
+    done = subprocess.run([sys.executable, "-m", "edgesent_export", "train", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: edgesent train") and "--resume" in done.stdout
 
 
 if __name__ == "__main__":
