@@ -3,7 +3,8 @@
 Stages, each in its own folder of the build directory and skipped when its result is
 already there (so a rerun after a crash or a session's end picks up where it stopped):
 
-``teacher/`` fine-tune → ``student/`` distil → ``student-small/`` shrink the vocabulary
+``teacher/`` fine-tune → ``student/`` distil (from the teacher's soft labels, the student
+cut from the teacher or from ``--student-init``) → ``student-small/`` shrink the vocabulary
 (optional) → ``bundle/`` export to ONNX, quantize to int8, gate, calibrate, write bundle.
 
 >>> plan = BuildPlan(load_sources("sources.json"), Path("runs/build"))  # doctest: +SKIP
@@ -109,10 +110,12 @@ def run_build(plan: BuildPlan) -> dict[str, Any]:
         logger.info("student: done already (%s), skipping", student_out / RESULT_FILE)
     else:
         t0 = time.perf_counter()
+        settings = plan.distillation
         result = distill(
-            teacher_best, data, student_out, unlabelled=plan.sources.read_unlabelled(),
-            n_layers=plan.distillation.layers, config=plan.student, encoding=plan.encoding,
-            temperature=plan.distillation.temperature, alpha=plan.distillation.alpha, resume=True,
+            teacher_best, data, student_out, student_init=settings.student_init,
+            unlabelled=plan.sources.read_unlabelled(), n_layers=settings.layers,
+            config=plan.student, encoding=plan.encoding, temperature=settings.temperature,
+            alpha=settings.alpha, logits_from=settings.teacher_logits, resume=True,
             progress=plan.progress,
         )
         _check_finished(result, "student")
@@ -193,7 +196,9 @@ def _package(
         },
         "student": {
             "layers": student_result.get("n_layers"),
+            "init": _init_label(plan),
             "distillation": student_result.get("distillation"),
+            "val_teacher": student_result.get("val_teacher"),
         },
         "data": {
             "sources": plan.sources.describe(),
@@ -215,6 +220,12 @@ def _package(
     )
     result = package_model(inputs, bundle_dir, plan.gate, work_dir=plan.out_dir / "work")
     return result.metrics
+
+
+def _init_label(plan: BuildPlan) -> str:
+    """What initialised the student: ``"teacher"``, or the --student-init model's name."""
+    init = plan.distillation.student_init
+    return "teacher" if init is None else model_label(init)
 
 
 def _inside(path: Path, root: Path) -> str:

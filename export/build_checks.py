@@ -2,9 +2,10 @@
 moment with one clear message, not hours later with a traceback.
 
 What is checked without reading the data or loading a model: a test set for the accuracy
-gate; every data file there; the base model or teacher a directory with ``config.json``
-(a hub id is taken on trust), deep and long enough for ``--student-layers`` and
-``--max-length``; an output directory that can be written.
+gate; every data file there; the base model or teacher (and ``--student-init``) a
+directory with ``config.json`` (a hub id is taken on trust), long enough for
+``--max-length``; the student's initialisation deep enough for ``--student-layers`` and
+of a family the student can be cut from; an output directory that can be written.
 """
 
 from __future__ import annotations
@@ -38,10 +39,36 @@ def check_plan(plan: Any) -> None:
     if plan.vocab_min_count is not None and plan.vocab_min_count < 1:
         raise InputError(f"the vocabulary min count must be at least 1, got {plan.vocab_min_count}")
     model = plan.teacher_dir if plan.teacher_dir is not None else plan.base_model
-    config = model_config(model, "--teacher" if plan.teacher_dir is not None else "--model")
-    if config is not None:
-        check_model_fits(config, model, plan.distillation.layers, plan.encoding.max_length)
+    option = "--teacher" if plan.teacher_dir is not None else "--model"
+    check_distill(model, plan.distillation, plan.encoding.max_length, option)
     check_writable(plan.out_dir)
+
+
+def check_distill(teacher: str | os.PathLike[str], settings: Any, max_length: int,
+                  option: str = "TEACHER") -> None:
+    """The teacher (and ``--student-init``) are model directories, the student fits the
+    encoder it is cut from, reviews fit both models' positions, and the student can be
+    cut from that encoder (a BERT or DistilBERT; an MPNet teacher needs a
+    ``--student-init``). ``settings`` is a :class:`~edgesent_export.distill.DistillSettings`."""
+    from .student import SUPPORTED_TEACHERS
+
+    teacher_config = model_config(teacher, option)
+    init = settings.student_init
+    init_config = model_config(init, "--student-init") if init is not None else teacher_config
+    source = init if init is not None else teacher
+    if init_config is not None:
+        check_model_fits(init_config, source, settings.layers, max_length)
+    if teacher_config is not None and init is not None:
+        check_model_fits(teacher_config, teacher, None, max_length)
+    if init_config is None:
+        return
+    kind = init_config.get("model_type")
+    if kind not in SUPPORTED_TEACHERS:
+        where = "--student-init" if init is not None else option
+        raise InputError(f"{where} {source}: a {kind!r} model cannot initialise the "
+                         f"DistilBERT student; give --student-init DIR, a fine-tuned "
+                         f"{' or '.join(SUPPORTED_TEACHERS)} encoder of the student's width "
+                         f"(the teacher may stay {kind!r})")
 
 
 def check_source(source: Source, role: str) -> None:
@@ -70,10 +97,11 @@ def model_config(model: str | os.PathLike[str], option: str) -> dict[str, Any] |
 
 def check_model_fits(config: dict[str, Any], model: Any, layers: int | None,
                      max_length: int) -> None:
-    """The student cannot be deeper than the teacher, nor reviews longer than its positions."""
+    """The student cannot be deeper than the model it is cut from, nor reviews longer
+    than its positions."""
     depth = next((config[k] for k in LAYER_KEYS if isinstance(config.get(k), int)), None)
     if layers is not None and depth is not None and layers > depth:
-        raise InputError(f"--student-layers {layers}: the teacher {Path(model).name} has "
+        raise InputError(f"--student-layers {layers}: {Path(model).name} has "
                          f"{depth} layers; the student needs 1..{depth} layers")
     positions = next((config[k] for k in POSITION_KEYS if isinstance(config.get(k), int)), None)
     if positions is not None and max_length > positions:

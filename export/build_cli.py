@@ -20,7 +20,8 @@ from . import cli_options as shared
 @click.option("--model", "base_model", default=DEFAULT_BASE_MODEL, show_default=True,
               help="Base encoder of the teacher: a hub id or a local directory.")
 @click.option("--teacher", "teacher_dir", type=click.Path(exists=True, file_okay=False),
-              default=None, help="Skip fine-tuning: distil this fine-tuned teacher.")
+              default=None, help="Skip fine-tuning: distil this fine-tuned teacher (any "
+              "width; see --student-init).")
 @click.option("--unlabelled", "unlabelled_files", multiple=True, metavar="FILE",
               help="Unlabelled reviews for distillation. Repeatable.")
 @click.option("--epochs", default=3.0, show_default=True, type=shared.POSITIVE_FLOAT,
@@ -45,12 +46,13 @@ def build(out_dir: str, **opts: Any) -> None:
     with a table of size, accuracy and latency.
 
     \b
-    Example:
+    Examples:
       edgesent build runs/mine --train reviews.csv --test test.csv \\
           --unlabelled more.jsonl --student-layers 3 --vocab-min-count 2
+      edgesent build runs/v2 --model runs/mpnet/all-mpnet-base-v2 \\
+          --student-init runs/minilm/best --teacher-logits onnx-int8 --sources sources.json
     """
     from .build import BuildPlan, run_build
-    from .distill import DistillSettings
     from .report import build_table
 
     plan = BuildPlan(
@@ -59,7 +61,7 @@ def build(out_dir: str, **opts: Any) -> None:
         teacher_dir=Path(opts["teacher_dir"]) if opts["teacher_dir"] else None,
         teacher=shared.train_config(opts), class_weights=opts["class_weights"] == "auto",
         student=shared.train_config(opts, "student_"),
-        distillation=DistillSettings(opts["student_layers"], opts["temperature"], opts["alpha"]),
+        distillation=shared.distill_settings(opts, opts["student_layers"]),
         encoding=shared.encoding_from(opts), val_fraction=opts["val_fraction"], seed=opts["seed"],
         vocab_min_count=opts["vocab_min_count"], gate=shared.gate_config_from(opts),
         name=opts["name"], licences=shared.pairs(opts["licences"], "--licence", "FILE=LICENCE"),

@@ -22,6 +22,7 @@ from .cli_options import (
     column_options,
     data_options,
     distill_options,
+    distill_settings,
     echo_result,
     encoding_from,
     sources_from_options,
@@ -75,23 +76,31 @@ def train(out_dir: str, model: str, class_weights: str, **opts: Any) -> None:
 @click.option("--epochs", default=3.0, show_default=True, type=POSITIVE_FLOAT)
 @click.option("--lr", default=1e-4, show_default=True, type=POSITIVE_FLOAT)
 @user_errors()
-def distill(teacher: str, out_dir: str, layers: int | None, temperature: float, alpha: float,
-            **opts: Any) -> None:
+def distill(teacher: str, out_dir: str, layers: int | None, **opts: Any) -> None:
     """Distil a fine-tuned TEACHER into a smaller DistilBERT student.
+
+    The student starts from --student-init (default: TEACHER); a wider TEACHER of another
+    family (MPNet-base) gives only its soft labels, read through its own tokenizer.
 
     \b
     Example:
       edgesent distill runs/teacher/best runs/student --train reviews.csv \\
           --unlabelled more_reviews.jsonl --layers 3
+      edgesent distill runs/mpnet/best runs/student --student-init runs/minilm/best \\
+          --teacher-logits onnx-int8 --train reviews.csv --unlabelled more.jsonl
     """
+    from .build_checks import check_distill
     from .distill import distill as run_distill
 
+    settings = distill_settings(opts, layers)
+    check_distill(teacher, settings, encoding_from(opts).max_length)
     sources = sources_from_options(opts)
     data = sources.format(val_fraction=opts["val_fraction"], seed=opts["seed"])
     result = run_distill(
-        teacher, data, out_dir, unlabelled=sources.read_unlabelled(), n_layers=layers,
-        config=train_config(opts), encoding=encoding_from(opts), temperature=temperature,
-        alpha=alpha, resume=opts["resume"], progress=not opts["quiet"],
+        teacher, data, out_dir, student_init=settings.student_init,
+        unlabelled=sources.read_unlabelled(), n_layers=layers, config=train_config(opts),
+        encoding=encoding_from(opts), temperature=settings.temperature, alpha=settings.alpha,
+        logits_from=settings.teacher_logits, resume=opts["resume"], progress=not opts["quiet"],
     )
     echo_result(result)
 

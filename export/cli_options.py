@@ -135,8 +135,9 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def distill_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The distillation loss (the student's depth is named per command)."""
-    from .distill import DistillSettings
+    """The distillation loss, the student's initialisation and where the teacher's logits
+    come from (the student's depth is named per command)."""
+    from .distill import TEACHER_LOGITS, DistillSettings
 
     return _apply([
         click.option("--temperature", default=DistillSettings.temperature, show_default=True,
@@ -144,7 +145,24 @@ def distill_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--alpha", default=DistillSettings.alpha, show_default=True,
                      type=click.FloatRange(0, 1),
                      help="Weight of the distillation loss against the hard-label loss."),
+        click.option("--student-init", type=click.Path(file_okay=False), default=None,
+                     metavar="DIR", help="Encoder the student's layers are cut from (every "
+                     "other layer), of the student's width: e.g. a fine-tuned MiniLM-L6 "
+                     "under a wider MPNet teacher [default: the teacher]."),
+        click.option("--teacher-logits", default=DistillSettings.teacher_logits,
+                     show_default=True, type=click.Choice(TEACHER_LOGITS),
+                     help="Compute the teacher's soft labels with PyTorch, or with its int8 "
+                     "ONNX export through ONNX Runtime (faster on a CPU, close to fp32)."),
     ], func)
+
+
+def distill_settings(opts: Mapping[str, Any], layers: int | None) -> Any:
+    """The :class:`~edgesent_export.distill.DistillSettings` of the distillation options."""
+    from .distill import DistillSettings
+
+    init = opts["student_init"]
+    return DistillSettings(layers, opts["temperature"], opts["alpha"],
+                           Path(init) if init else None, opts["teacher_logits"])
 
 
 def quantization_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -158,7 +176,9 @@ def quantization_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Instruction set the int8 kernels are chosen for."),
         click.option("--mode", "quantization_mode", default=QuantizationSettings.mode,
                      show_default=True, type=click.Choice(MODES),
-                     help="static: QDQ graph calibrated on a sample of the training data."),
+                     help="per_token: one activation scale per token, so answers do not depend on "
+                          "the batch; dynamic: one per tensor (batch-dependent); static: QDQ "
+                          "graph calibrated on a sample of the training data."),
         click.option("--max-drop", default=GateConfig.max_drop, show_default=True,
                      type=click.FloatRange(-100, 100),
                      help="Largest accuracy loss (points) int8 may show against fp32."),

@@ -2,10 +2,15 @@
 
 The student learns the teacher's softened outputs (KL divergence at a temperature, scaled
 by its square as in Hinton et al.) on every review, labelled or not, plus cross-entropy
-on the hard labels where there are some. The teacher's logits are computed once and
-cached in the run directory, so a resumed run does not pay for them again.
+on the hard labels where there are some. Teacher and student each read the text through
+their own tokenizer, so the teacher may be wider or of another family (MPNet-base, whose
+ids are not BERT's) while the student starts from a same-width encoder
+(``student_init``). The teacher's logits are computed once, by PyTorch or by the
+teacher's int8 ONNX graph, and cached in the run directory keyed to the teacher, so a
+resumed run does not pay for them again.
 
->>> result = distill("runs/teacher/best", data, "runs/student",  # doctest: +SKIP
+>>> result = distill("runs/mpnet/best", data, "runs/student",  # doctest: +SKIP
+...                  student_init="runs/minilm/best", logits_from="onnx-int8",
 ...                  unlabelled=read_reviews("more.jsonl", ColumnSpec(label=None)))
 """
 
@@ -15,7 +20,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +43,17 @@ from .training_run import (
 logger = logging.getLogger(__name__)
 
 TEACHER_LOGITS_FILE = "teacher_logits.npy"
+# What a teacher identity hashes besides its weights.
+IDENTITY_FILES = ("config.json", "tokenizer.json", "vocab.txt")
+# Where a teacher's logits come from: its PyTorch model, or its int8 ONNX graph.
+TEACHER_LOGITS = ("torch", "onnx-int8")
 
 
 @dataclass(frozen=True)
 class DistillSettings:
-    """The student's depth (None: half the teacher's) and the distillation loss.
+    """The student's depth (None: half its initialisation's), the distillation loss,
+    what initialises the student (None: the teacher) and where the teacher's logits come
+    from (one of :data:`TEACHER_LOGITS`).
 
     >>> DistillSettings(alpha=2.0)
     Traceback (most recent call last):
@@ -53,8 +64,13 @@ class DistillSettings:
     layers: int | None = None
     temperature: float = 2.0
     alpha: float = 0.5
+    student_init: Path | None = None
+    teacher_logits: str = "torch"
 
     def __post_init__(self) -> None:
+        if self.teacher_logits not in TEACHER_LOGITS:
+            raise ValueError(f"teacher logits from {self.teacher_logits!r}: expected one of "
+                             f"{TEACHER_LOGITS}")
         if not self.temperature > 0:
             raise ValueError(f"the distillation temperature must be positive, "
                              f"got {self.temperature}")
@@ -68,7 +84,8 @@ def distillation_loss(temperature: float = DistillSettings.temperature,
                       alpha: float = DistillSettings.alpha) -> LossFn:
     """``alpha`` · T² · KL(teacher‖student at T) + (1 − ``alpha``) · CE(hard labels).
 
-    Rows without a label (``-100``) contribute only the KL term.
+    Rows without a label (``-100``) contribute only the KL term; rows without teacher
+    logits (NaN) only the cross-entropy.
     """
     import torch
     import torch.nn.functional as F
@@ -77,12 +94,13 @@ def distillation_loss(temperature: float = DistillSettings.temperature,
 
     def loss_fn(logits: Any, batch: dict[str, Any]) -> Any:
         teacher = batch["teacher_logits"]
+        known = torch.isfinite(teacher).all(dim=-1)  # NaN: no content tokens for the teacher
         kd = F.kl_div(
-            F.log_softmax(logits / temperature, dim=-1),
-            F.log_softmax(teacher / temperature, dim=-1),
-            reduction="batchmean",
+            F.log_softmax(logits[known] / temperature, dim=-1),
+            F.log_softmax(teacher[known] / temperature, dim=-1),
+            reduction="sum",
             log_target=True,
-        ) * (temperature**2)
+        ) * (temperature**2) / max(1, int(known.sum()))
         labelled = batch["labels"] != IGNORE_LABEL
         if alpha < 1 and bool(labelled.any()):
             ce = F.cross_entropy(logits[labelled], batch["labels"][labelled])
@@ -93,37 +111,91 @@ def distillation_loss(temperature: float = DistillSettings.temperature,
 
 
 def teacher_logits(
-    teacher: Any,
-    data: EncodedSet,
-    pad_id: int,
+    teacher: str | Path,
+    texts: Sequence[str],
+    encoding: EncodingSettings,
+    *,
+    source: str = "torch",
     cache: Path | None = None,
+    work_dir: Path | None = None,
+    threads: int | None = None,
     progress: bool = True,
-    teacher_id: str = "",
 ) -> np.ndarray:
-    """The teacher's logits over ``data``, read from ``cache`` when data and ``teacher_id``
-    (see :func:`teacher_identity`) match the ones it was written for."""
-    digest = _fingerprint(data, teacher_id)
+    """The teacher's logits over ``texts``, each read through the teacher's own tokenizer
+    (so a teacher whose vocabulary differs from the student's, MPNet's say, sees its own
+    ids); row ``i`` belongs to ``texts[i]``. ``source`` is ``"torch"`` (the fp32 model) or
+    ``"onnx-int8"`` (its int8 ONNX export, made once in ``work_dir``, run through
+    :class:`edgesent.runner.Runner`). Read from ``cache`` when the teacher
+    (:func:`teacher_identity`), the source, the encoding and the texts are the ones it was
+    written for. A text with no content tokens for the teacher gets a NaN row."""
+    from .logits import onnx_logits, torch_logits
+    from .training_run import load_tokenizer, make_encoder
+
+    if source not in TEACHER_LOGITS:
+        raise ValueError(f"teacher logits from {source!r}: expected one of {TEACHER_LOGITS}")
+    identity = teacher_identity(teacher)
+    digest = _fingerprint(texts, f"{identity}|{source}|{json.dumps(asdict(encoding))}")
+
+    def compute() -> np.ndarray:
+        encoder = make_encoder(load_tokenizer(teacher), encoding)
+        count = threads or _torch_threads()
+        if source == "torch":
+            return torch_logits(teacher, encoder, texts, threads=count, progress=progress)
+        onnx = teacher_int8(teacher, work_dir or Path(teacher) / "onnx", identity)
+        return onnx_logits(onnx, encoder, texts, threads=count, progress=progress)
+
+    return cached_logits(cache, digest, compute)
+
+
+def cached_logits(cache: Path | None, fingerprint: str, compute: Any) -> np.ndarray:
+    """``compute()``, or what ``cache`` holds when it was written for ``fingerprint``."""
     if cache is not None and cache.exists():
         meta = cache.with_suffix(".json")
-        if meta.exists() and json.loads(meta.read_text()).get("fingerprint") == digest:
+        if meta.exists() and json.loads(meta.read_text()).get("fingerprint") == fingerprint:
             logger.info("teacher logits read from %s", cache)
             return np.load(cache, allow_pickle=False)
-    logits = predict_logits(teacher, data, pad_id, batch_size=64, progress=progress)
+    logits = compute()
     if cache is not None:
         np.save(cache, logits, allow_pickle=False)
-        cache.with_suffix(".json").write_text(json.dumps({"fingerprint": digest}))
+        cache.with_suffix(".json").write_text(json.dumps({"fingerprint": fingerprint}))
     return logits
 
 
+def teacher_int8(teacher: str | Path, work_dir: Path, identity: str | None = None) -> Path:
+    """The teacher's int8 ONNX graph (Optimum export, then
+    :func:`~edgesent_export.quantize.quantize` with the default settings), made once in
+    ``work_dir`` and remade when the teacher changes."""
+    from edgesent.bundle import MODEL_FILE
+
+    from .onnx_export import export_onnx
+    from .quantize import quantize
+
+    identity = identity or teacher_identity(teacher)
+    int8, stamp = work_dir / "int8" / MODEL_FILE, work_dir / "teacher.json"
+    if int8.is_file() and stamp.is_file() and \
+            json.loads(stamp.read_text()).get("teacher") == identity:
+        return int8
+    fp32 = export_onnx(teacher, work_dir / "fp32", validate=False)
+    quantize(fp32, work_dir / "int8")
+    stamp.write_text(json.dumps({"teacher": identity}))
+    return int8
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def teacher_identity(teacher: str | Path) -> str:
-    """A digest of a teacher directory's config and weights: cached logits of another
-    teacher (a retrained one, in the same place) must not be reused."""
+    """A digest of a teacher directory's config, tokenizer and weights: cached logits of
+    another teacher (a retrained one, in the same place) must not be reused."""
     root = Path(teacher)
     if not root.is_dir():  # a hub id: its name is all there is
         return str(teacher)
     digest = hashlib.sha256()
     for path in sorted(root.iterdir()):
-        if path.name == "config.json" or path.suffix in (".safetensors", ".bin"):
+        if path.name in IDENTITY_FILES or path.suffix in (".safetensors", ".bin"):
             digest.update(path.name.encode() + b"\0")
             with open(path, "rb") as handle:
                 for block in iter(lambda: handle.read(1 << 20), b""):
@@ -131,24 +203,44 @@ def teacher_identity(teacher: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _fingerprint(data: EncodedSet, teacher_id: str = "") -> str:
+def _fingerprint(texts: Sequence[str], teacher_id: str = "") -> str:
     digest = hashlib.sha256(teacher_id.encode())
-    for seq in data.ids:
-        digest.update(np.asarray(seq, dtype=np.int32).tobytes())
-        digest.update(b"|")
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
     return digest.hexdigest()
+
+
+def teacher_agreement(student: np.ndarray, teacher: np.ndarray,
+                      temperature: float = 1.0) -> dict[str, float]:
+    """How close the student's outputs are to the teacher's: the share of rows where
+    their argmax agrees, and the mean KL(teacher ‖ student); rows the teacher has no
+    logits for (NaN) are left out.
+
+    >>> close = teacher_agreement(np.array([[2.0, 0.0], [0.0, 1.0]]),
+    ...                           np.array([[1.0, 0.0], [1.0, 0.0]]))
+    >>> close["agreement"], round(close["kl"], 4)
+    (0.5, 0.4377)
+    """
+    from edgesent.metrics import softmax
+
+    known = np.isfinite(teacher).all(axis=1)
+    student, teacher = student[known], teacher[known]
+    if not len(teacher):
+        return {"agreement": float("nan"), "kl": float("nan")}
+    p_teacher = softmax(teacher, temperature)
+    p_student = softmax(student, temperature)
+    eps = 1e-12
+    kl = np.sum(p_teacher * (np.log(p_teacher + eps) - np.log(p_student + eps)), axis=1)
+    agree = np.mean(student.argmax(axis=1) == teacher.argmax(axis=1))
+    return {"agreement": float(agree), "kl": float(np.mean(kl))}
 
 
 def kl_to_teacher(student: Any, data: EncodedSet, pad_id: int, temperature: float = 1.0) -> float:
     """Mean KL divergence from the teacher's (cached) distribution to the student's."""
-    from edgesent.metrics import softmax
-
     assert data.teacher_logits is not None
-    p_teacher = softmax(data.teacher_logits, temperature)
-    p_student = softmax(predict_logits(student, data, pad_id), temperature)
-    eps = 1e-12
-    log_ratio = np.log(p_teacher + eps) - np.log(p_student + eps)
-    return float(np.mean(np.sum(p_teacher * log_ratio, axis=1)))
+    logits = predict_logits(student, data, pad_id)
+    return teacher_agreement(logits, data.teacher_logits, temperature)["kl"]
 
 
 def distill(
@@ -156,58 +248,119 @@ def distill(
     data: FormattedData,
     out_dir: str | Path,
     *,
+    student_init: str | Path | None = None,
     unlabelled: Sequence[Review] = (),
     n_layers: int | None = None,
     config: TrainConfig | None = None,
     encoding: EncodingSettings | None = None,
     temperature: float = DistillSettings.temperature,
     alpha: float = DistillSettings.alpha,
+    logits_from: str = "torch",
     resume: bool = False,
     progress: bool = True,
 ) -> TrainingResult:
-    """Distil ``teacher`` (a fine-tuned model directory) into a DistilBERT student."""
-    from transformers import AutoModelForSequenceClassification
+    """Distil ``teacher`` (a fine-tuned model directory) into a DistilBERT student.
 
-    settings = DistillSettings(n_layers, temperature, alpha)
+    The student starts from ``student_init`` (default: the teacher), every other layer;
+    the teacher may be any width and architecture transformers classifies with (MPNet,
+    BERT, DistilBERT), since only its logits are used, each computed on the text through
+    the teacher's own tokenizer (``logits_from``: see :func:`teacher_logits`).
+    """
+    settings = DistillSettings(n_layers, temperature, alpha, teacher_logits=logits_from)
     config = config or TrainConfig()
-    out, started, tokenizer, encoder = start_run(teacher, out_dir, encoding)
-    teacher_model = AutoModelForSequenceClassification.from_pretrained(str(teacher))
-    id2label = teacher_model.config.id2label
-    teacher_labels = [id2label[i] for i in range(teacher_model.config.num_labels)]
-    if teacher_labels != list(data.labels):
-        raise InputError(
-            f"{teacher}: the teacher's labels {teacher_labels} differ from the data's labels "
-            f"{list(data.labels)}; distil on data with the labels the teacher was trained on"
-        )
+    encoding = encoding or EncodingSettings()
+    init = Path(student_init) if student_init is not None else teacher
+    _check_labels(teacher, data.labels, "teacher")
+    out, started, tokenizer, encoder = start_run(init, out_dir, encoding)
     if config.threads:
         import torch
 
         torch.set_num_threads(config.threads)
     extra = _new_unlabelled(data, unlabelled)
-    train_set = encode_reviews(encoder, [*data.train, *extra], data.labels)
-    train_set.teacher_logits = teacher_logits(
-        teacher_model, train_set, encoder.pad_id, out / TEACHER_LOGITS_FILE, progress,
-        teacher_id=teacher_identity(teacher),
-    )
+    train_rows = [*data.train, *extra]
+    texts = [r.text for r in [*train_rows, *data.val]]
+    logits = teacher_logits(teacher, texts, encoding, source=logits_from,
+                            cache=out / TEACHER_LOGITS_FILE, work_dir=out / "teacher-onnx",
+                            threads=config.threads, progress=progress)
+    train_set = encode_reviews(encoder, train_rows, data.labels)
+    train_set.teacher_logits = logits[: len(train_rows)]
     val_set = encode_reviews(encoder, data.val, data.labels)
-    val_set.teacher_logits = predict_logits(teacher_model, val_set, encoder.pad_id)
+    val_set.teacher_logits = logits[len(train_rows):]
+    missing = int((~np.isfinite(logits).all(axis=1)).sum())
+    if missing:
+        logger.warning("%d review(s) have no content tokens for the teacher; they train on "
+                       "their labels only", missing)
     logger.info(
         "distilling over %d labelled and %d unlabelled reviews", len(data.train), len(extra)
     )
-    student = make_student(teacher_model, n_layers=settings.layers)
-    del teacher_model
-    return train_and_report(
+    student = make_student(_student_source(init, data.labels), n_layers=settings.layers)
+    result = train_and_report(
         student, tokenizer, encoder, data, out, config, train_set=train_set, val_set=val_set,
         loss_fn=distillation_loss(settings.temperature, settings.alpha), started=started,
         resume=resume, progress=progress,
         record={
-            "base_model": str(teacher),
+            "base_model": str(init),
             "teacher": str(teacher),
+            "student_init": str(init),
             "n_layers": student.config.n_layers,
             "distillation": {"temperature": settings.temperature, "alpha": settings.alpha,
-                             "labelled": len(data.train), "unlabelled": len(extra)},
+                             "labelled": len(data.train), "unlabelled": len(extra),
+                             "teacher_logits": logits_from},
         },
     )
+    if result.finished:
+        _record_agreement(result, val_set, data.labels, encoder.pad_id, settings.temperature)
+    return result
+
+
+def _record_agreement(result: TrainingResult, val_set: EncodedSet, labels: Sequence[str],
+                      pad_id: int, temperature: float) -> None:
+    """Add the best student's agreement with the teacher on validation (argmax agreement,
+    and KL at the distillation temperature) to ``result.json`` and the result's metrics."""
+    from .training_run import RESULT_FILE, load_classifier
+
+    assert val_set.teacher_logits is not None
+    logits = predict_logits(load_classifier(result.model_dir, labels), val_set, pad_id)
+    close = teacher_agreement(logits, val_set.teacher_logits, temperature)
+    path = result.out_dir / RESULT_FILE
+    record = json.loads(path.read_text("utf-8"))
+    record["val_teacher"] = {**close, "temperature": temperature}
+    path.write_text(json.dumps(record, indent=2) + "\n", "utf-8")
+    result.val_metrics["teacher_agreement"] = close["agreement"]
+    result.val_metrics["teacher_kl"] = close["kl"]
+
+
+def model_labels(model: str | Path) -> list[str] | None:
+    """The labels a model directory's config names (None for a hub id, or when it names
+    only transformers' placeholders ``LABEL_0``, ``LABEL_1``, …)."""
+    config = Path(model) / "config.json"
+    if not config.is_file():
+        return None
+    id2label = json.loads(config.read_text("utf-8")).get("id2label") or {}
+    labels = [id2label[k] for k in sorted(id2label, key=int)]
+    if not labels or labels == [f"LABEL_{i}" for i in range(len(labels))]:
+        return None
+    return labels
+
+
+def _check_labels(model: str | Path, labels: Sequence[str], role: str) -> None:
+    named = model_labels(model)
+    if role == "teacher" and named is None and Path(model, "config.json").is_file():
+        named = []  # a teacher must have been fine-tuned on these labels
+    if named is not None and named != list(labels):
+        raise InputError(
+            f"{model}: the {role}'s labels {named} differ from the data's labels "
+            f"{list(labels)}; distil on data with the labels the {role} was trained on"
+        )
+
+
+def _student_source(init: str | Path, labels: Sequence[str]) -> Any:
+    """The model the student is cut from, its head sized for ``labels`` (a fresh head when
+    ``init`` is an encoder that was never fine-tuned on them)."""
+    from .training_run import load_classifier
+
+    _check_labels(init, labels, "student initialisation")
+    return load_classifier(init, labels)
 
 
 def _new_unlabelled(data: FormattedData, unlabelled: Sequence[Review]) -> list[Review]:

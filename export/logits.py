@@ -38,12 +38,14 @@ def torch_logits(model_dir: str | Path, encoder: TextEncoder, texts: Sequence[st
                  progress: bool = False) -> np.ndarray:
     """Logits of the fp32 PyTorch model saved in ``model_dir`` (safetensors only), fed
     the token ids and batches (:func:`edgesent.runner.plan_batches`) the runner uses;
-    texts with no content tokens get NaN rows, as there."""
+    texts with no content tokens get NaN rows, as there. Runs on the GPU when there is
+    one (a big teacher's logits), else on ``threads`` CPU threads."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, use_safetensors=True).eval()
+        model_dir, use_safetensors=True).eval().to(device)
     seqs = encoder.token_ids(texts)
     live = [k for k, seq in enumerate(seqs) if len(seq) > encoder.frame_length]
     out = np.full((len(texts), model.config.num_labels), np.nan, dtype=np.float32)
@@ -55,8 +57,9 @@ def torch_logits(model_dir: str | Path, encoder: TextEncoder, texts: Sequence[st
                                       DEFAULT_TOKEN_BUDGET):
                 rows = [live[k] for k in batch]
                 ids, mask = encoder.pad([seqs[k] for k in rows])
-                out[rows] = model(input_ids=torch.from_numpy(ids),
-                                  attention_mask=torch.from_numpy(mask)).logits.float().numpy()
+                out[rows] = model(input_ids=torch.from_numpy(ids).to(device),
+                                  attention_mask=torch.from_numpy(mask).to(device)
+                                  ).logits.float().cpu().numpy()
                 bar.update(len(rows))
     finally:
         torch.set_num_threads(previous)

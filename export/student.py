@@ -1,4 +1,8 @@
-"""Build a DistilBERT student from a fine-tuned teacher, as the DistilBERT paper did.
+"""Build a DistilBERT student from a fine-tuned encoder, as the DistilBERT paper did.
+
+The encoder is the teacher itself, or (``--student-init``) a same-width encoder of its
+own when the teacher is wider or of another family (an MPNet-base teacher, a MiniLM-L6
+initialisation): the teacher then only gives soft labels.
 
 Embeddings are copied, and a subset of the teacher's transformer layers (every other one
 when the student keeps half) initialises the student's layers. BERT-family teachers
@@ -63,7 +67,9 @@ def student_config(teacher_config: Any, n_layers: int) -> Any:
         return config
     if kind != "bert":
         raise ValueError(
-            f"teacher model type {kind!r} is not supported; use one of {SUPPORTED_TEACHERS}"
+            f"a {kind!r} model cannot initialise the DistilBERT student; initialise it from "
+            f"one of {SUPPORTED_TEACHERS} (--student-init DIR; the teacher may still be "
+            f"any model)"
         )
     if teacher_config.position_embedding_type != "absolute":
         raise ValueError("the teacher must use absolute position embeddings")

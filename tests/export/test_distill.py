@@ -22,6 +22,7 @@ from edgesent.errors import InputError
 from edgesent_export.data import Review, format_dataset
 from edgesent_export.distill import (
     TEACHER_LOGITS_FILE,
+    cached_logits,
     distill,
     distillation_loss,
     kl_to_teacher,
@@ -102,33 +103,43 @@ def test_loss_settings_are_checked(temperature: float, alpha: float) -> None:
 # ---------------------------------------------------------------------------- the cache
 
 
-def _raising_model(model: Any) -> Any:
-    def forward(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the teacher ran although its logits were cached")
-
-    model.forward = forward
-    return model
-
-
-def test_teacher_logits_cache_is_reused_only_for_the_same_data_and_teacher(
-    teacher_dir: Path, review_factory: Any, tmp_path: Path
+def test_teacher_logits_cache_is_reused_only_for_the_same_texts_teacher_and_source(
+    teacher_dir: Path, tiny_distilbert_dir: Path, review_factory: Any, tmp_path: Path
 ) -> None:
-    encoder = _encoder(teacher_dir)
-    data = encode_reviews(encoder, to_reviews(review_factory(30, seed=21)), LABELS)
+    texts = review_factory(30, seed=21).texts
     cache = tmp_path / TEACHER_LOGITS_FILE
-    teacher = load_model(teacher_dir)
-    first = teacher_logits(teacher, data, encoder.pad_id, cache, progress=False, teacher_id="t1")
+    first = teacher_logits(teacher_dir, texts, TINY_ENCODING, cache=cache, threads=1,
+                           progress=False)
     assert cache.exists() and first.shape == (30, 2)
+    expected = predict_logits(load_model(teacher_dir), encode_reviews(
+        _encoder(teacher_dir), to_reviews(review_factory(30, seed=21)), LABELS),
+        _encoder(teacher_dir).pad_id)
+    np.testing.assert_allclose(first, expected, atol=1e-5)
 
-    blind = _raising_model(load_model(teacher_dir))
-    again = teacher_logits(blind, data, encoder.pad_id, cache, progress=False, teacher_id="t1")
+    stamp = cache.stat().st_mtime_ns
+    again = teacher_logits(teacher_dir, texts, TINY_ENCODING, cache=cache, threads=1,
+                           progress=False)
     np.testing.assert_array_equal(again, first)
+    assert cache.stat().st_mtime_ns == stamp  # read, not recomputed
 
-    other = encode_reviews(encoder, to_reviews(review_factory(30, seed=22)), LABELS)
-    with pytest.raises(AssertionError, match="cached"):
-        teacher_logits(blind, other, encoder.pad_id, cache, progress=False, teacher_id="t1")
-    with pytest.raises(AssertionError, match="cached"):
-        teacher_logits(blind, data, encoder.pad_id, cache, progress=False, teacher_id="t2")
+    other_texts = teacher_logits(teacher_dir, texts[:-1], TINY_ENCODING, cache=cache,
+                                 threads=1, progress=False)
+    assert other_texts.shape == (29, 2) and cache.stat().st_mtime_ns != stamp
+    other_teacher = teacher_logits(tiny_distilbert_dir, texts[:-1], TINY_ENCODING,
+                                   cache=cache, threads=1, progress=False)
+    assert not np.allclose(other_teacher, other_texts, atol=1e-3)
+
+    calls = []
+
+    def compute() -> np.ndarray:
+        calls.append(1)
+        return np.zeros((2, 2), np.float32)
+
+    cached_logits(tmp_path / "c.npy", "a", compute)
+    cached_logits(tmp_path / "c.npy", "a", compute)
+    assert len(calls) == 1
+    cached_logits(tmp_path / "c.npy", "b", compute)
+    assert len(calls) == 2
 
 
 def test_teacher_identity_follows_the_weights(teacher_dir: Path, tiny_distilbert_dir: Path) -> None:
@@ -168,11 +179,14 @@ def test_distillation_moves_the_student_towards_the_teacher(
     record = json.loads((out / "result.json").read_text("utf-8"))
     assert record["distillation"] == {
         "temperature": 2.0, "alpha": 0.5, "labelled": len(data.train),
-        "unlabelled": expected_extra,
+        "unlabelled": expected_extra, "teacher_logits": "torch",
     }
+    assert record["student_init"] == str(teacher_dir)
+    assert record["val_teacher"]["agreement"] > 0.85 and record["val_teacher"]["kl"] >= 0
+    assert result.val_metrics["teacher_agreement"] == record["val_teacher"]["agreement"]
     assert record["n_layers"] == 1 and record["teacher"] == str(teacher_dir)
-    cached = np.load(out / TEACHER_LOGITS_FILE)
-    assert cached.shape == (len(data.train) + expected_extra, 2)
+    cached = np.load(out / TEACHER_LOGITS_FILE)  # training rows, then validation rows
+    assert cached.shape == (len(data.train) + expected_extra + len(data.val), 2)
     for name in ("history.json", "curves.png", "predictions_test.csv"):
         assert (out / name).exists(), name
 
