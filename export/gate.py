@@ -161,7 +161,8 @@ def attempt_plan(requested: QuantizationSettings, *,
 
     1. the requested settings;
     2. the same with the embedding tables left in fp32 (exact embeddings, much larger file);
-    3. per-tensor / per-channel weights, whichever was not requested;
+    3. per-tensor / per-channel weights, whichever was not requested (from per_token:
+       the dynamic preset);
     4. dynamic quantization of the fused graph (``optimized=True``: QAttention);
     5. the other instruction-set target (``avx2``'s u8 weights if s8 was requested);
     6. static QDQ with MinMax calibration, last because it measured the least accurate
@@ -173,10 +174,13 @@ def attempt_plan(requested: QuantizationSettings, *,
     """
     base = requested
     other_target = "avx2" if base.target != "avx2" else "avx512_vnni"
+    # per_token is per-channel by construction; its next best is the dynamic preset, whose
+    # answers depend on the batch (the manifest records which one shipped).
     plan = [
         base,
         replace(base, quantize_embeddings=False),
-        replace(base, per_channel=not base.per_channel),
+        replace(base, mode="dynamic") if base.mode == "per_token"
+        else replace(base, per_channel=not base.per_channel),
         replace(base, mode="dynamic", optimized=not base.optimized),
         replace(base, mode="dynamic", target=other_target),
     ]

@@ -2,7 +2,8 @@
 
 Four routes, all recorded in :attr:`QuantizationResult.settings`:
 
-* ``mode="dynamic"`` (default): Optimum ``ORTQuantizer`` with an
+* ``mode="per_token"`` (default), below.
+* ``mode="dynamic"``: Optimum ``ORTQuantizer`` with an
   ``AutoQuantizationConfig.<target>(is_static=False, per_channel=...)`` preset. Weights
   are int8; activations are quantized on the fly. ONNX Runtime fuses the graph when the
   session loads.
@@ -53,7 +54,7 @@ class QuantizationSettings:
     """
 
     target: str = "avx512_vnni"  # one of TARGETS
-    mode: str = "dynamic"  # one of MODES
+    mode: str = "per_token"  # one of MODES; per_token: answers independent of the batch
     per_channel: bool = True
     quantize_embeddings: bool = True
     optimized: bool = False  # fuse the graph first (dynamic only)

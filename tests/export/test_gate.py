@@ -86,13 +86,16 @@ def test_negative_max_drop_fails_with_every_attempt_listed(trained_tiny_onnx, en
 
 
 def test_attempt_plan_order_and_no_repeats():
-    plan = attempt_plan(QuantizationSettings(per_channel=False), can_calibrate=False)
+    plan = attempt_plan(QuantizationSettings(mode="dynamic", per_channel=False),
+                        can_calibrate=False)
     assert plan[0].per_channel is False and plan[0].quantize_embeddings is True
     assert plan[1] == replace(plan[0], quantize_embeddings=False)
     assert plan[2].per_channel is True
     assert all(s.mode == "dynamic" for s in plan)
     assert plan[-1].target == "avx2"
     assert len(set(plan)) == len(plan)
+    default = attempt_plan(QuantizationSettings(), can_calibrate=False)
+    assert default[0].mode == "per_token" and default[2] == replace(default[0], mode="dynamic")
     static = attempt_plan(QuantizationSettings(mode="static"), can_calibrate=True)
     assert static[0].mode == "static" and static[3] == replace(static[0], mode="dynamic",
                                                                 optimized=True)

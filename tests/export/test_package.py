@@ -67,7 +67,7 @@ def test_manifest_carries_metrics_and_settings(packaged):
     assert bundle.temperature == pytest.approx(result.temperature)
     assert manifest["model"]["precision"] == "int8"
     quantization = manifest["model"]["quantization"]
-    assert quantization["target"] == "avx512_vnni" and quantization["mode"] == "dynamic"
+    assert quantization["target"] == "avx512_vnni" and quantization["mode"] == "per_token"
     assert quantization["onnxruntime_version"]
     assert manifest["provenance"]["base_model"] == "tiny-random"
     metrics = manifest["metrics"]

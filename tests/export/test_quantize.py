@@ -46,10 +46,10 @@ def _int8_initializers(path):
 @pytest.mark.parametrize(
     ("kwargs", "fused"),
     [
-        ({}, False),
-        ({"per_channel": False, "quantize_embeddings": False}, False),
-        ({"target": "avx2"}, False),
-        ({"optimized": True}, True),
+        ({"mode": "dynamic"}, False),
+        ({"mode": "dynamic", "per_channel": False, "quantize_embeddings": False}, False),
+        ({"mode": "dynamic", "target": "avx2"}, False),
+        ({"mode": "dynamic", "optimized": True}, True),
     ],
 )
 def test_dynamic_variants(trained_tiny_onnx, tmp_path, encoded, kwargs, fused):
