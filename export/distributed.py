@@ -13,11 +13,14 @@ gradient of the whole batch, as gradient accumulation does within a process. Val
 rows are split the same way and the logits gathered, so every rank sees every row once
 and takes the same early-stopping decision; only rank 0 writes files.
 
-Launch, for example, two CPU processes or two GPUs on one machine::
+``accelerate launch`` starts the processes through torchrun when given ``--multi_gpu``
+(which also works without a GPU: the processes then use gloo); its ``--cpu`` route
+starts several processes only through MPI. Nothing here imports accelerate. Launch, for
+example, two CPU processes or two GPUs on one machine::
 
     torchrun --standalone --nproc_per_node 2 -m edgesent_export train runs/teacher \\
         --train reviews.csv --threads 1
-    accelerate launch --cpu --num_processes 2 -m edgesent_export train runs/teacher ...
+    accelerate launch --multi_gpu --num_processes 2 -m edgesent_export train runs/teacher ...
 
 >>> single = Distributed()
 >>> single.enabled, single.is_main, single.sum(2.5), single.shard([0, 1, 2]).tolist()
@@ -165,6 +168,11 @@ def context() -> Distributed:
         if not dist.is_initialized():
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             if backend == "nccl":
+                if local >= torch.cuda.device_count():
+                    raise RuntimeError(
+                        f"rank {rank}: LOCAL_RANK {local}, but this machine has "
+                        f"{torch.cuda.device_count()} GPU(s); launch at most one process per GPU"
+                    )
                 torch.cuda.set_device(local)
             dist.init_process_group(backend, timeout=TIMEOUT)
             logger.info("rank %d of %d joined the %s process group", rank, world, backend)
