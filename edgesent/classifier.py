@@ -17,6 +17,7 @@ import numpy as np
 
 from edgesent.bundle import Bundle, Manifest
 from edgesent.errors import BundleError
+from edgesent.inputs import join_title
 from edgesent.metrics import softmax
 from edgesent.runner import (
     CHUNK_TEXTS,  # noqa: F401  (re-exported for callers that chunk their own input)
@@ -135,46 +136,57 @@ class Classifier:
 
     @overload
     def predict(self, texts: str, batch_size: int = DEFAULT_BATCH_SIZE, *,  # type: ignore[overload-overlap]
+                titles: str | None = None,
                 on_progress: ProgressHook | None = None) -> Prediction: ...
     @overload
     def predict(self, texts: Iterable[str], batch_size: int = DEFAULT_BATCH_SIZE, *,
+                titles: Iterable[str | None] | None = None,
                 on_progress: ProgressHook | None = None) -> list[Prediction]: ...
 
     def predict(self, texts: str | Iterable[str], batch_size: int = DEFAULT_BATCH_SIZE, *,
+                titles: str | Iterable[str | None] | None = None,
                 on_progress: ProgressHook | None = None) -> Prediction | list[Prediction]:
         """Classify one text (→ a Prediction) or many (→ a list, in input order).
 
+        ``titles`` (one per text, None where a review has none) are joined before the
+        texts the way training joins them (:func:`edgesent.inputs.join_title`).
         ``on_progress(n)`` is called as batches finish, with the number of texts done.
 
         >>> clf = Classifier.load(threads=1)
         >>> [p.error for p in clf.predict(["Great value", "   "])]
         [None, 'empty text']
+        >>> clf.predict("Sent it back the next day.", titles="Do not buy").label
+        'negative'
         """
         single = isinstance(texts, str)
-        probs = self.predict_proba(texts, batch_size, on_progress=on_progress)
+        probs = self.predict_proba(texts, batch_size, titles=titles, on_progress=on_progress)
         predictions = [self._prediction(row) for row in probs]
         return predictions[0] if single else predictions
 
     def predict_proba(self, texts: str | Iterable[str], batch_size: int = DEFAULT_BATCH_SIZE,
-                      *, on_progress: ProgressHook | None = None) -> np.ndarray:
+                      *, titles: str | Iterable[str | None] | None = None,
+                      on_progress: ProgressHook | None = None) -> np.ndarray:
         """Probabilities, shape ``(n_texts, n_labels)``, temperature applied; blank → NaN row.
 
-        A single string counts as a list of one text.
+        A single string counts as a list of one text; ``titles`` as in :meth:`predict`.
 
         >>> Classifier.load(threads=1).predict_proba(["Great value"]).sum(axis=1).round(6)
         array([1.])
         """
-        logits = self.predict_logits(texts, batch_size, on_progress=on_progress)
+        logits = self.predict_logits(texts, batch_size, titles=titles, on_progress=on_progress)
         return softmax(logits, self.bundle.temperature)
 
     def predict_logits(self, texts: str | Iterable[str], batch_size: int = DEFAULT_BATCH_SIZE,
-                       *, on_progress: ProgressHook | None = None) -> np.ndarray:
+                       *, titles: str | Iterable[str | None] | None = None,
+                       on_progress: ProgressHook | None = None) -> np.ndarray:
         """Raw logits (no temperature), shape ``(n_texts, n_labels)``; blank → NaN row.
 
         >>> Classifier.load(threads=1).predict_logits(["Great value"]).shape
         (1, 2)
         """
         items = as_texts(texts)
+        if titles is not None:
+            items = with_titles(items, titles)
         return self.runner.logits(items, batch_size=batch_size, on_progress=on_progress)
 
     def _prediction(self, row: np.ndarray) -> Prediction:
@@ -183,6 +195,26 @@ class Classifier:
         best = int(np.argmax(row))
         scores = {label: float(p) for label, p in zip(self._labels, row, strict=True)}
         return Prediction(label=self._labels[best], score=float(row[best]), scores=scores)
+
+
+def with_titles(texts: list[str], titles: str | Iterable[str | None]) -> list[str]:
+    """Each text with its title joined before it (:func:`edgesent.inputs.join_title`).
+
+    >>> with_titles(["Sent it back.", "Works."], ["Broke in a week", None])
+    ['Broke in a week. Sent it back.', 'Works.']
+    >>> with_titles(["a", "b"], ["only one"])
+    Traceback (most recent call last):
+    ...
+    ValueError: 1 title(s) for 2 text(s): give one title (or None) per text
+    """
+    items: list[str | None] = [titles] if isinstance(titles, str) else list(titles)
+    if len(items) != len(texts):
+        raise ValueError(f"{len(items)} title(s) for {len(texts)} text(s): give one title "
+                         "(or None) per text")
+    for index, title in enumerate(items):
+        if title is not None and not isinstance(title, str):
+            raise TypeError(f"titles[{index}] is {type(title).__name__}, expected str or None")
+    return [join_title(title, text) for title, text in zip(items, texts, strict=True)]
 
 
 def as_texts(texts: object) -> list[str]:

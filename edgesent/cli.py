@@ -62,6 +62,7 @@ Examples:
   edgesent predict "Stopped working after a week." "Great value for money"
   edgesent predict --input reviews.csv --text-column review --output scored.csv
   edgesent predict --input reviews.jsonl --format json --model ./my-bundle
+  edgesent predict --input marc.jsonl --text-column review_body --title-column review_title
   cat reviews.txt | edgesent predict - --format jsonl
 
 Output rows follow the input order, one per review; a blank review gets a row with an
@@ -154,6 +155,10 @@ def _model_option(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("-c", "--text-column", metavar="NAME",
               help="CSV/TSV column or JSON key holding the review "
                    "[default: text, review, content, … or the only column].")
+@click.option("--title-column", metavar="NAME",
+              help="Column or JSON key holding each review's title, joined before the text "
+                   "as training joins them (\"<title>. <text>\"); a row without one keeps "
+                   "its text.")
 @click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write predictions to FILE (a regular file is replaced only when all went "
                    "well, keeping its permissions; a device or pipe is written in place).")
@@ -177,7 +182,8 @@ def _model_option(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--progress/--no-progress", default=None,
               help="Progress on stderr [default: for large inputs, on a terminal].")
 def predict(texts: tuple[str, ...], input_path: str | None, input_format: str | None,
-            text_column: str | None, output_path: Path | None, fmt: str | None,
+            text_column: str | None, title_column: str | None, output_path: Path | None,
+            fmt: str | None,
             input_columns: bool, model: Path | None, batch_size: int, token_budget: int | None,
             threads: int | None, memory_arena: bool, progress: bool | None) -> None:
     """Classify reviews given as arguments, in a file, or on stdin.
@@ -195,8 +201,9 @@ def predict(texts: tuple[str, ...], input_path: str | None, input_format: str | 
             raise click.UsageError("nothing to classify: give review texts, '-' to read "
                                    "stdin, or --input FILE")
         input_path = STDIN
-    if texts and (text_column or input_format):
-        raise click.UsageError("--text-column and --input-format apply to --input only")
+    if texts and (text_column or title_column or input_format):
+        raise click.UsageError("--text-column, --title-column and --input-format apply to "
+                               "--input only")
     if output_path is not None and fmt is None:
         try:
             fmt = format_for_path(output_path)
@@ -208,7 +215,8 @@ def predict(texts: tuple[str, ...], input_path: str | None, input_format: str | 
         if input_path is not None:
             stream = sys.stdin.buffer if input_path == STDIN else None
             reader = stack.enter_context(ReviewReader(
-                input_path, fmt=input_format, text_column=text_column, stream=stream))
+                input_path, fmt=input_format, text_column=text_column, stream=stream,
+                title_column=title_column))
         out, fmt = _open_output(stack, output_path, fmt)
         budget = {} if token_budget is None else {"token_budget": token_budget}
         classifier = Classifier.load(model, threads=threads, memory_arena=memory_arena, **budget)

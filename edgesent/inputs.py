@@ -137,6 +137,23 @@ def resolve_column(columns: Sequence[str], wanted: str | None, where: str, *,
                      "name it with --text-column")
 
 
+def join_title(title: str | None, text: str) -> str:
+    """A review's title and its text as the one text the model reads, joined the way the
+    build half trains on titled sources: ``"<title>. <text>"``; the title alone when the
+    text is blank, the text unchanged when there is no title.
+
+    >>> join_title("Broke in a week", "Sent it back.")
+    'Broke in a week. Sent it back.'
+    >>> join_title(None, "Sent it back."), join_title(" Great ", "  ")
+    ('Sent it back.', 'Great')
+    """
+    title = (title or "").strip()
+    if not title:
+        return text
+    body = text.strip()
+    return f"{title}. {body}" if body else title
+
+
 class RecordReader:
     """The records of a file or of stdin (``"-"``), in order, validated as they are read.
 
@@ -419,10 +436,12 @@ class RecordReader:
 class ReviewReader:
     """The reviews of a file or of stdin (``"-"``), one :class:`Review` per record.
 
-    The text column is ``text_column`` or a guess (see :func:`resolve_column`); a record's
-    other columns ride along in :attr:`Review.fields`. Opening reads the header and the
-    first record, so a wrong column or a broken first line fails at once; later records
-    are checked as they are iterated.
+    The text column is ``text_column`` or a guess (see :func:`resolve_column`); with
+    ``title_column``, each record's title is joined before its text (:func:`join_title`;
+    a record without one keeps its text). A record's columns ride along in
+    :attr:`Review.fields`. Opening reads the header and the first record, so a wrong
+    column or a broken first line fails at once; later records are checked as they are
+    iterated.
 
     >>> import io
     >>> with ReviewReader("-", fmt="jsonl", stream=io.BytesIO(b'{"id": 7, "Review": "ok"}')) as r:
@@ -431,16 +450,20 @@ class ReviewReader:
     """
 
     def __init__(self, source: str | os.PathLike[str], *, fmt: str | None = None,
-                 text_column: str | None = None, stream: BinaryIO | None = None) -> None:
+                 text_column: str | None = None, stream: BinaryIO | None = None,
+                 title_column: str | None = None) -> None:
         self._records = RecordReader(source, fmt=fmt, stream=stream)
         self.name, self.format = self._records.name, self._records.format
         self.is_stdin, self.path = self._records.is_stdin, self._records.path
-        if text_column is not None and self.format == "txt":
+        if (text_column is not None or title_column is not None) and self.format == "txt":
             self._records.close()
-            raise InputError(f"{self.name}: plain text has no columns; a text column applies "
+            noun = "a text column" if title_column is None else "a title column"
+            raise InputError(f"{self.name}: plain text has no columns; {noun} applies "
                              "to CSV, TSV, JSON and Parquet input")
         self.text_column = text_column
+        self.title_column = title_column
         self.key: str | None = None  # the column that holds the text, once known
+        self.title_key: str | None = None  # the column that holds the title, once known
         self._reviews = self._read()
         try:
             self._first = next(self._reviews, None)  # header and first-row errors surface now
@@ -487,6 +510,9 @@ class ReviewReader:
             if self.key is None:
                 names = records.columns or list(value)
                 self.key = names[resolve_column(names, self.text_column, where)]
+                if self.title_column is not None:
+                    self.title_key = names[resolve_column(names, self.title_column, where,
+                                                          role="title", guess=False)]
             key = self.key if self.key in value else None
             if key is None:
                 names = list(value)
@@ -501,6 +527,9 @@ class ReviewReader:
                 raise InputError(f"{records.where(record.line)}: {key!r} is a {self._kind} "
                                  f"{type_name(text)}, "
                                  "expected a string")
+            if self.title_key is not None:
+                title = value.get(self.title_key)
+                text = join_title(None if title is None else str(title), text)
             yield Review(text, line=record.line, fields=value)
         if count == 0:
             if records.columns is not None:

@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from edgesent.errors import InputError
-from edgesent.inputs import SUFFIX_FORMATS, RecordReader, Review, detect_format, resolve_column
+from edgesent.inputs import (
+    SUFFIX_FORMATS,
+    RecordReader,
+    Review,
+    detect_format,
+    join_title,
+    resolve_column,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -236,8 +243,7 @@ def read_reviews(
             continue
         text = clean_text(str(row.get(names[spec.text]) or ""))
         if spec.title and row.get(names[spec.title]):
-            title = clean_text(str(row[names[spec.title]]))
-            text = f"{title}. {text}" if text else title
+            text = join_title(clean_text(str(row[names[spec.title]])), text)
         if not text:
             drops.add("empty text")
             continue

@@ -61,6 +61,26 @@ def test_any_iterable_is_accepted(tiny_classifier: Classifier) -> None:
     assert tiny_classifier.predict_proba([]).shape == (0, 2)
 
 
+def test_titles_are_joined_before_the_texts(tiny_classifier: Classifier) -> None:
+    from edgesent.inputs import join_title
+
+    texts, titles = ["love it", "awful refund", "great"], ["terrible, awful", None, ""]
+    titled = tiny_classifier.predict_proba(texts, titles=titles)
+    joined = tiny_classifier.predict_proba([join_title(t, x) for t, x in
+                                            zip(titles, texts, strict=True)])
+    np.testing.assert_array_equal(titled, joined)
+    plain = tiny_classifier.predict_proba(texts)
+    assert not np.allclose(titled[0], plain[0])  # the title changed the answer
+    np.testing.assert_array_equal(titled[1:], plain[1:])  # no title: the text alone
+    one = tiny_classifier.predict("love it", titles="terrible, awful")
+    assert one == tiny_classifier.predict("terrible, awful. love it")
+    assert one.label == "negative" and tiny_classifier.predict("love it").label == "positive"
+    with pytest.raises(ValueError, match=r"1 title\(s\) for 3 text\(s\)"):
+        tiny_classifier.predict(texts, titles=["one"])
+    with pytest.raises(TypeError, match=r"titles\[1\] is int"):
+        tiny_classifier.predict(["a", "b"], titles=["x", 3])  # type: ignore[list-item]
+
+
 def test_batching_does_not_change_answers(tiny_classifier: Classifier) -> None:
     texts = [*REVIEWS * 3, "great " * 40, "awful " * 25, "ok"]
     one_by_one = np.vstack([tiny_classifier.predict_logits([t]) for t in texts])

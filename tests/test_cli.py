@@ -157,6 +157,42 @@ def test_text_column(run: Callable[..., Result], tmp_path: Path) -> None:
     assert [r["label"] for r in by_default] == ["negative", "positive"]
 
 
+def test_title_column(run: Callable[..., Result], tiny_bundle: Path, tmp_path: Path) -> None:
+    from edgesent import Classifier
+    from edgesent.inputs import join_title
+
+    path = tmp_path / "r.jsonl"
+    rows = [{"id": 1, "title": "terrible, awful", "text": "love it"},
+            {"id": 2, "title": "", "text": "awful refund"},
+            {"id": 3, "text": "great"},  # no title at all
+            {"id": 4, "title": "great", "text": "   "}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    titled = rows_of(run("predict", "-i", str(path), "--title-column", "title"), "jsonl")
+    plain = rows_of(run("predict", "-i", str(path)), "jsonl")
+    assert [r["text"] for r in titled] == [r["text"] for r in rows]  # the input, as it was
+    joined = [join_title(r.get("title"), r["text"]) for r in rows]
+    assert joined == ["terrible, awful. love it", "awful refund", "great", "great"]
+    expected = Classifier.load(tiny_bundle, threads=1).predict(joined)
+    assert [r["score"] for r in titled] == pytest.approx([p.score for p in expected])
+    assert [r["label"] for r in titled] == [p.label for p in expected]
+    assert titled[0]["label"] == "negative" and plain[0]["label"] == "positive"
+    assert titled[1:3] == plain[1:3]  # no title: the same answer
+    assert titled[3]["label"] == "positive" and plain[3]["error"] == "empty text"
+
+
+def test_title_column_mistakes(run: Callable[..., Result], tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("text,title\nawful refund,great\n", encoding="utf-8")
+    assert_one_line_error(run("predict", "-i", str(path), "--title-column", "titel"),
+                          "no title column 'titel'", "did you mean 'title'?")
+    txt = tmp_path / "r.txt"
+    txt.write_text("awful refund\n", encoding="utf-8")
+    assert_one_line_error(run("predict", "-i", str(txt), "--title-column", "title"),
+                          "plain text has no columns; a title column applies")
+    result = run("predict", "great", "--title-column", "title")
+    assert result.exit_code == 2 and "--title-column" in result.stderr
+
+
 def test_input_format_option(run: Callable[..., Result], tmp_path: Path) -> None:
     path = tmp_path / "reviews.data"
     path.write_text('{"text": "love it"}\n', encoding="utf-8")

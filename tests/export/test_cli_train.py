@@ -205,3 +205,22 @@ def test_evaluate_with_an_unknown_label_and_a_missing_column(
     one_line_error(result, "labels ['neutral'] are not among the model's labels")
     result = _invoke(["evaluate", tiny_bundle, files / "test.csv", "--text-column", "text"])
     one_line_error(result, "no text column 'text'")
+
+
+def test_training_and_predict_join_titles_alike(tmp_path: Path) -> None:
+    """``--title-column`` at training (export/data.py) and at prediction (edgesent predict)
+    turn a titled row into the same text: one function (edgesent.inputs.join_title)."""
+    from edgesent.inputs import ReviewReader, join_title
+    from edgesent_export.data import ColumnSpec, read_reviews
+
+    rows = [{"title": "Broke in a week", "text": "Sent it back.", "label": "negative"},
+            {"title": "", "text": "Works fine", "label": "positive"},
+            {"title": "Great!", "text": " ", "label": "positive"},
+            {"title": "  Loud  ", "text": "but it works", "label": "positive"}]
+    path = write_csv(tmp_path / "titled.csv", rows, ["title", "text", "label"])
+    trained = [r.text for r in read_reviews(path, ColumnSpec(title="title"))]
+    with ReviewReader(path, title_column="title") as reader:
+        predicted = [r.text for r in reader]
+    assert trained == predicted == [join_title(r["title"], r["text"]) for r in rows]
+    assert trained == ["Broke in a week. Sent it back.", "Works fine", "Great!",
+                       "Loud. but it works"]
