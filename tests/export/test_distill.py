@@ -25,6 +25,7 @@ from edgesent_export.distill import (
     cached_logits,
     distill,
     distillation_loss,
+    early_stop_monitor,
     kl_to_teacher,
     teacher_identity,
     teacher_logits,
@@ -210,3 +211,22 @@ def test_a_teacher_with_other_labels_is_refused(
     data = format_dataset([rows], {}, val_fraction=0.3, seed=0)
     with pytest.raises(InputError, match=r"teacher's labels \['negative', 'positive'\]"):
         distill(tiny_distilbert_dir, data, tmp_path, config=tiny_config(), progress=False)
+
+
+def test_early_stop_monitor_watches_the_teacher() -> None:
+    teacher = np.array([[3.0, 0.0], [0.0, 3.0], [2.0, 0.0], [np.nan, np.nan]])
+    assert early_stop_monitor("loss", teacher) is None
+    by_kl = early_stop_monitor("kl", teacher, temperature=2.0)
+    by_agreement = early_stop_monitor("agreement", teacher)
+    assert by_kl is not None and by_agreement is not None
+    same = by_kl(np.nan_to_num(teacher))
+    assert same["monitor"] == pytest.approx(0.0, abs=1e-9)  # the NaN row is left out
+    assert same["val_teacher_agreement"] == 1.0
+    closer, farther = np.array([[2.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0, 0]]), \
+        np.array([[0.0, 2.0], [0.0, 2.0], [1.0, 0.0], [0, 0]])
+    assert by_kl(closer)["monitor"] < by_kl(farther)["monitor"]
+    assert by_agreement(closer)["monitor"] == 0.0
+    assert by_agreement(farther)["monitor"] == pytest.approx(1 / 3)
+    assert by_agreement(farther)["val_teacher_kl"] == by_kl(farther)["monitor"]
+    with pytest.raises(ValueError, match="early stopping on 'f1'"):
+        early_stop_monitor("f1", teacher)

@@ -125,7 +125,7 @@ def _tiny(kind: str, **extra: Any) -> Any:
 
 
 def test_unsupported_teachers() -> None:
-    with pytest.raises(ValueError, match="a 'roberta' model cannot initialise the DistilBERT student"):
+    with pytest.raises(ValueError, match="a 'roberta' model cannot initialise the DistilBERT"):
         make_student(_tiny("roberta"))
     with pytest.raises(ValueError, match="absolute position embeddings"):
         make_student(_tiny("bert", position_embedding_type="relative_key"))

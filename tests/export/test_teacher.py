@@ -6,7 +6,6 @@ to a 32-wide DistilBERT student cut from a tiny BERT (``student_init``)."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from edgesent_export.build_checks import check_distill
 from edgesent_export.distill import (
     TEACHER_LOGITS_FILE,
     DistillSettings,
+    compare_teacher_sources,
     distill,
     teacher_agreement,
     teacher_logits,
@@ -151,25 +151,22 @@ def test_onnx_int8_teacher_logits_agree_with_torch(
     pytest.importorskip("optimum.exporters.onnx", reason=EXPORT_REASON)
     texts = review_factory(300, seed=56).texts
     cache = tmp_path / TEACHER_LOGITS_FILE
-    start = time.perf_counter()
     fp32 = teacher_logits(mpnet_dir, texts, TINY_ENCODING, cache=cache, threads=1,
                           progress=False)
-    torch_s = time.perf_counter() - start
-    start = time.perf_counter()
     int8 = teacher_logits(mpnet_dir, texts, TINY_ENCODING, source="onnx-int8", cache=cache,
                           work_dir=tmp_path / "onnx", threads=1, progress=False)
-    onnx_s = time.perf_counter() - start
-    assert (tmp_path / "onnx" / "int8" / "model.onnx").is_file()
+    graph = tmp_path / "onnx" / "int8" / "model.onnx"
+    assert graph.is_file()
     assert not np.array_equal(int8, fp32)  # another source: not read from the cache
     close = teacher_agreement(int8, fp32)
-    print(f"torch {torch_s:.2f} s, onnx-int8 {onnx_s:.2f} s (export included), "
-          f"agreement {close['agreement']:.4f}, KL {close['kl']:.5f}")
     assert close["agreement"] >= 0.95 and close["kl"] < 0.05
-    # the graph is reused: a second source change back and forth does not export again
-    stamp = (tmp_path / "onnx" / "int8" / "model.onnx").stat().st_mtime_ns
-    teacher_logits(mpnet_dir, texts[:10], TINY_ENCODING, source="onnx-int8",
-                   work_dir=tmp_path / "onnx", threads=1, progress=False)
-    assert (tmp_path / "onnx" / "int8" / "model.onnx").stat().st_mtime_ns == stamp
+
+    stamp = graph.stat().st_mtime_ns
+    figures = compare_teacher_sources(mpnet_dir, texts, TINY_ENCODING, tmp_path / "onnx")
+    print("\nteacher logits, torch against onnx-int8:", json.dumps(figures))
+    assert graph.stat().st_mtime_ns == stamp  # the graph is made once per teacher
+    assert figures["texts"] == 300 and figures["agreement"] == close["agreement"]
+    assert figures["max_abs_diff"] == pytest.approx(float(np.abs(int8 - fp32).max()))
 
 
 def test_an_mpnet_teacher_needs_a_student_init(mpnet_dir: Path, tiny_bert_dir: Path) -> None:
