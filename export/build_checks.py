@@ -23,6 +23,8 @@ from .sources import Source
 
 LAYER_KEYS = ("num_hidden_layers", "n_layers")
 POSITION_KEYS = ("max_position_embeddings",)
+# Teachers whose graph export_onnx accepts (input_ids, attention_mask only).
+ONNX_TEACHERS = ("mpnet", "distilbert")
 
 
 def check_plan(plan: Any) -> None:
@@ -60,6 +62,12 @@ def check_distill(teacher: str | os.PathLike[str], settings: Any, max_length: in
         check_model_fits(init_config, source, settings.layers, max_length)
     if teacher_config is not None and init is not None:
         check_model_fits(teacher_config, teacher, None, max_length)
+    if settings.teacher_logits == "onnx-int8" and teacher_config is not None and \
+            teacher_config.get("model_type") not in ONNX_TEACHERS:
+        raise InputError(f"--teacher-logits onnx-int8: the teacher {Path(teacher).name} is a "
+                         f"{teacher_config.get('model_type')!r} model, whose graph the ONNX "
+                         f"export refuses (it takes token_type_ids); use one of "
+                         f"{', '.join(ONNX_TEACHERS)}, or --teacher-logits torch")
     if init_config is None:
         return
     kind = init_config.get("model_type")

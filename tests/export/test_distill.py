@@ -227,6 +227,9 @@ def test_early_stop_monitor_watches_the_teacher() -> None:
     assert by_kl(closer)["monitor"] < by_kl(farther)["monitor"]
     assert by_agreement(closer)["monitor"] == 0.0
     assert by_agreement(farther)["monitor"] == pytest.approx(1 / 3)
-    assert by_agreement(farther)["val_teacher_kl"] == by_kl(farther)["monitor"]
+    at_one = early_stop_monitor("kl", teacher, temperature=1.0)
+    assert at_one is not None
+    assert by_agreement(farther)["val_teacher_kl"] == at_one(farther)["monitor"]
+    assert at_one(farther)["monitor"] > by_kl(farther)["monitor"]  # T=2 softens both
     with pytest.raises(ValueError, match="early stopping on 'f1'"):
         early_stop_monitor("f1", teacher)

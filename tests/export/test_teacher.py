@@ -177,6 +177,10 @@ def test_an_mpnet_teacher_needs_a_student_init(mpnet_dir: Path, tiny_bert_dir: P
         check_distill(mpnet_dir, DistillSettings(5, student_init=tiny_bert_dir), 48)
     with pytest.raises(InputError, match=r"--student-init .*no such model directory"):
         check_distill(mpnet_dir, DistillSettings(student_init=Path("runs/none/here")), 48)
+    check_distill(mpnet_dir, DistillSettings(student_init=tiny_bert_dir,
+                                             teacher_logits="onnx-int8"), 48)
+    with pytest.raises(InputError, match=r"onnx-int8: the teacher .* 'bert' model"):
+        check_distill(tiny_bert_dir, DistillSettings(teacher_logits="onnx-int8"), 48)
     with pytest.raises(InputError, match=r"--max-length 200: .*128 positions"):
         check_distill(mpnet_dir, DistillSettings(student_init=tiny_bert_dir), 200)
 
