@@ -266,7 +266,7 @@ def load_fasttext(spec: Spec, threads: int, model: Any = None) -> Model:
 
 
 def prepare_fasttext(ctx: Context, suffix: str = ".bin") -> Spec:
-    """Supervised fastText, dim 100, 200k n-gram buckets (not 2M: an 80 MB .bin, not 800),
+    """Supervised fastText, dim 100, 200k n-gram buckets (not 2M: a ~120 MB .bin, not ~800),
     learning rate 0.5; epochs and word n-grams picked on the validation split; ``.ftz``:
     the same model quantized (retrained)."""
     (texts, labels), (val_texts, val_labels) = ctx.need_data()
@@ -319,12 +319,13 @@ def prepare_model2vec(ctx: Context) -> Spec:
         head = StaticModelForClassification.from_static_model(model=distill(str(source),
                                                                             pca_dims=256))
         head.fit(texts, labels, X_val=val_texts, y_val=val_labels, device="cpu",
-                 max_epochs=2 if ctx.tiny else 10, random_seed=13)
+                 max_epochs=2 if ctx.tiny else 3, random_seed=13)
         head.to_pipeline().save_pretrained(str(out))
 
     out = cached(ctx.work / "model2vec", make, source, digest((texts, labels)), ctx.tiny)
-    return {"model": str(out), "files": files(out), "note": f"distilled from {source.name} "
-            "(256 dims) + model2vec's classifier on the training rows"}
+    base = source.name if ctx.m2v_base else "all-MiniLM-L6-v2"
+    return {"model": str(out), "files": files(out), "note": f"distilled from {base} (256 "
+            "dims) + model2vec's classifier on the training rows, at most 3 epochs"}
 
 
 @dataclass(frozen=True)
