@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,6 +48,8 @@ TEACHER_LOGITS_FILE = "teacher_logits.npy"
 IDENTITY_FILES = ("config.json", "tokenizer.json", "vocab.txt")
 # Where a teacher's logits come from: its PyTorch model, or its int8 ONNX graph.
 TEACHER_LOGITS = ("torch", "onnx-int8")
+# Texts per saved chunk of teacher logits (minutes of a big teacher on a CPU).
+LOGIT_CHUNK = 4096
 # What early stopping on validation may watch (see early_stop_monitor).
 EARLY_STOP = ("loss", "kl", "agreement")
 
@@ -129,7 +132,9 @@ def teacher_logits(
     ``"onnx-int8"`` (its int8 ONNX export, made once in ``work_dir``, run through
     :class:`edgesent.runner.Runner`). Read from ``cache`` when the teacher
     (:func:`teacher_identity`), the source, the encoding and the texts are the ones it was
-    written for. A text with no content tokens for the teacher gets a NaN row."""
+    written for; computed :data:`LOGIT_CHUNK` texts at a time, each chunk saved beside the
+    cache, so a run killed half way (a session's end) resumes at its last chunk. A text
+    with no content tokens for the teacher gets a NaN row."""
     from .logits import onnx_logits, torch_logits
     from .training_run import load_tokenizer, make_encoder
 
@@ -138,13 +143,33 @@ def teacher_logits(
     identity = teacher_identity(teacher)
     digest = _fingerprint(texts, f"{identity}|{source}|{json.dumps(asdict(encoding))}")
 
-    def compute() -> np.ndarray:
+    def run(part: Sequence[str]) -> np.ndarray:
         encoder = make_encoder(load_tokenizer(teacher), encoding)
         count = threads or _torch_threads()
         if source == "torch":
-            return torch_logits(teacher, encoder, texts, threads=count, progress=progress)
+            return torch_logits(teacher, encoder, part, threads=count, progress=progress)
         onnx = teacher_int8(teacher, work_dir or Path(teacher) / "onnx", identity)
-        return onnx_logits(onnx, encoder, texts, threads=count, progress=progress)
+        return onnx_logits(onnx, encoder, part, threads=count, progress=progress)
+
+    def compute() -> np.ndarray:
+        if cache is None:
+            return run(texts)
+        parts = cache.with_name(cache.stem + ".parts")  # a killed run keeps its chunks
+        parts.mkdir(exist_ok=True)
+        chunks = []
+        for number, start in enumerate(range(0, len(texts), LOGIT_CHUNK)):
+            path = parts / f"{digest[:16]}-{number:05d}.npy"
+            if path.is_file():
+                chunks.append(np.load(path, allow_pickle=False))
+                continue
+            chunks.append(run(texts[start:start + LOGIT_CHUNK]))
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "wb") as handle:
+                np.save(handle, chunks[-1], allow_pickle=False)
+            tmp.rename(path)
+        logits = np.concatenate(chunks) if chunks else run(texts)
+        shutil.rmtree(parts, ignore_errors=True)
+        return logits
 
     return cached_logits(cache, digest, compute)
 

@@ -203,3 +203,40 @@ def test_distill_command_with_a_student_init_and_onnx_logits(
     assert record["distillation"]["teacher_logits"] == "onnx-int8"
     assert (tmp_path / "s" / "teacher-onnx" / "int8" / "model.onnx").is_file()
     assert load_model(tmp_path / "s" / "best").config.dim == 32
+
+
+def test_teacher_logits_resume_at_the_last_saved_chunk(
+    mpnet_dir: Path, review_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgesent_export.distill as distill_module
+    from edgesent_export import logits as logits_module
+
+    texts = review_factory(50, seed=58).texts
+    whole = teacher_logits(mpnet_dir, texts, TINY_ENCODING, threads=1, progress=False)
+    monkeypatch.setattr(distill_module, "LOGIT_CHUNK", 20)
+    real, calls = logits_module.torch_logits, []
+
+    def dies_on_the_third_chunk(*args: Any, **kwargs: Any) -> np.ndarray:
+        calls.append(len(args[2]))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the session ends
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(logits_module, "torch_logits", dies_on_the_third_chunk)
+    cache = tmp_path / TEACHER_LOGITS_FILE
+    with pytest.raises(KeyboardInterrupt):
+        teacher_logits(mpnet_dir, texts, TINY_ENCODING, cache=cache, threads=1, progress=False)
+    assert len(list((tmp_path / "teacher_logits.parts").glob("*.npy"))) == 2
+    assert not cache.exists()
+    calls.clear()
+
+    def counted(*args: Any, **kwargs: Any) -> np.ndarray:
+        calls.append(len(args[2]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(logits_module, "torch_logits", counted)
+    resumed = teacher_logits(mpnet_dir, texts, TINY_ENCODING, cache=cache, threads=1,
+                             progress=False)
+    np.testing.assert_allclose(resumed, whole, atol=1e-5)
+    assert calls == [10]  # only the chunk the kill lost: texts 40..49
+    assert cache.exists() and not (tmp_path / "teacher_logits.parts").exists()
