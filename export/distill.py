@@ -204,6 +204,7 @@ def teacher_int8(teacher: str | Path, work_dir: Path, identity: str | None = Non
         return int8
     fp32 = export_onnx(teacher, work_dir / "fp32", validate=False)
     quantize(fp32, work_dir / "int8")
+    shutil.rmtree(work_dir / "fp32", ignore_errors=True)  # 438 MB for MPNet-base
     stamp.write_text(json.dumps({"teacher": identity}))
     return int8
 
@@ -434,7 +435,8 @@ def model_labels(model: str | Path) -> list[str] | None:
 def _check_labels(model: str | Path, labels: Sequence[str], role: str) -> None:
     named = model_labels(model)
     if role == "teacher" and named is None and Path(model, "config.json").is_file():
-        named = []  # a teacher must have been fine-tuned on these labels
+        raise InputError(f"{model}: the teacher names no labels (only LABEL_0, LABEL_1, …): "
+                         "fine-tune it first (edgesent train), then distil it")
     if named is not None and named != list(labels):
         raise InputError(
             f"{model}: the {role}'s labels {named} differ from the data's labels "

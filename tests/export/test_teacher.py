@@ -240,3 +240,15 @@ def test_teacher_logits_resume_at_the_last_saved_chunk(
     np.testing.assert_allclose(resumed, whole, atol=1e-5)
     assert calls == [10]  # only the chunk the kill lost: texts 40..49
     assert cache.exists() and not (tmp_path / "teacher_logits.parts").exists()
+
+
+def test_a_teacher_that_was_never_fine_tuned_is_refused(tmp_path: Path,
+                                                        review_factory: Any) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "config.json").write_text(json.dumps(
+        {"model_type": "mpnet", "id2label": {"0": "LABEL_0", "1": "LABEL_1"}}))
+    data = formatted(review_factory(20, seed=59))
+    with pytest.raises(InputError, match=r"names no labels .* fine-tune it first"):
+        distill(raw, data, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
