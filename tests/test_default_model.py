@@ -49,6 +49,9 @@ def test_shipped_bundle_verifies_and_describes_itself() -> None:
     for key in ("base_model", "data", "command", "edgesent_version", "created"):
         assert provenance.get(key), f"provenance lacks {key}"
     assert manifest["metrics"], "the manifest carries no build-time metrics"
+    recorded = json.dumps(provenance)
+    for local in ("site-packages", "/work/", "/home/", "/root/", ".venv"):
+        assert local not in recorded, f"provenance holds a build-machine path ({local})"
 
 
 @pytest.mark.parametrize("text", POSITIVE_REVIEWS)
