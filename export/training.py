@@ -95,6 +95,8 @@ class TrainState:
 
 
 LossFn = Callable[[Any, dict[str, Any]], Any]
+# Validation logits -> {"monitor": lower is better, any other figures for the history}.
+Monitor = Callable[[np.ndarray], dict[str, float]]
 
 
 class Trainer:
@@ -118,7 +120,10 @@ class Trainer:
         label_names: Sequence[str],
         save_best: Callable[[Any, Path], None],
         progress: bool = True,
+        monitor: Monitor | None = None,
     ) -> None:
+        """``monitor``, when given, replaces the validation loss as what the best weights
+        and patience follow (``best_val_loss`` then holds its best value)."""
         import torch
 
         self.config = config
@@ -130,6 +135,7 @@ class Trainer:
         self.label_names = list(label_names)
         self.save_best = save_best
         self.progress = progress
+        self.monitor = monitor
         if config.threads:
             torch.set_num_threads(config.threads)
         self.dist = context()
@@ -381,13 +387,18 @@ class Trainer:
             ),
             **self._cost.record(self.device),
         }
+        score = result["loss"]
+        if self.monitor is not None:
+            watched = self.monitor(logits)
+            score = watched["monitor"]
+            record.update(watched)
         self.state.history.append(record)
         logger.info(
             "step %d: val loss %.4f, accuracy %.4f, macro-F1 %.4f",
             record["step"], record["val_loss"], record["val_accuracy"], record["val_macro_f1"],
         )
-        if result["loss"] < self.state.best_val_loss - 1e-6:
-            self.state.best_val_loss = result["loss"]
+        if score < self.state.best_val_loss - 1e-6:
+            self.state.best_val_loss = score
             self.state.best_step = self.state.global_step
             self.state.bad_evals = 0
             if self.dist.is_main:

@@ -40,7 +40,7 @@ from .torch_data import (
     predict_logits,
     select_device_and_precision,
 )
-from .training import LossFn, TrainConfig, Trainer
+from .training import LossFn, Monitor, TrainConfig, Trainer
 
 RESULT_FILE = "result.json"
 ENCODING_FILE = "edgesent_encoding.json"
@@ -167,11 +167,15 @@ def train_and_report(
     resume: bool = False,
     progress: bool = True,
     record: Mapping[str, Any] | None = None,
+    monitor: Monitor | None = None,
 ) -> TrainingResult:
-    """Train ``model``, then score its best weights; ``record`` joins ``result.json``."""
+    """Train ``model``, then score its best weights; ``record`` joins ``result.json``;
+    ``monitor`` (see :class:`~edgesent_export.training.Trainer`) replaces validation loss
+    for early stopping and the best weights."""
     trainer = Trainer(model, train_set, val_set, config, out, loss_fn=loss_fn,
                       pad_id=encoder.pad_id, label_names=data.labels,
-                      save_best=best_saver(tokenizer, encoder.settings), progress=progress)
+                      save_best=best_saver(tokenizer, encoder.settings), progress=progress,
+                      monitor=monitor)
     state = trainer.train(resume=resume)
     dist = context()
     if dist.is_main:

@@ -202,6 +202,30 @@ def test_early_stopping_keeps_the_best_checkpoint(
     assert saved["stopped_early"] is True
 
 
+def test_a_monitor_replaces_validation_loss_for_best_weights_and_patience(
+    tiny_distilbert_dir: Path, encoded: SimpleNamespace, tmp_path: Path
+) -> None:
+    scores = iter([0.5, 0.4, 0.6, 0.7, 0.1])
+    seen: list[int] = []
+
+    def monitor(logits: np.ndarray) -> dict[str, float]:
+        seen.append(len(logits))
+        return {"monitor": next(scores), "val_teacher_agreement": 0.9}
+
+    config = tiny_config(epochs=4, eval_every=2, patience=2)
+    trainer = Trainer(
+        load_model(tiny_distilbert_dir), encoded.train, encoded.val, config, tmp_path,
+        loss_fn=cross_entropy_loss(), pad_id=encoded.encoder.pad_id, label_names=LABELS,
+        save_best=best_saver(encoded.tokenizer), progress=False, monitor=monitor,
+    )
+    state = trainer.train()
+    assert state.stopped_early and [h["step"] for h in state.history] == [2, 4, 6, 8]
+    assert seen == [len(encoded.val)] * 4  # every validation row, every time
+    assert (state.best_step, state.best_val_loss) == (4, 0.4)  # the monitor's, not the loss's
+    assert [h["monitor"] for h in state.history] == [0.5, 0.4, 0.6, 0.7]
+    assert all(h["val_teacher_agreement"] == 0.9 and "val_loss" in h for h in state.history)
+
+
 def _forward_that_runs_out_of_memory(model: Any, limit: int, seen: list[int]) -> None:
     """Make training forwards with more than ``limit`` rows fail as CUDA would."""
     original = model.forward
