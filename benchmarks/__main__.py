@@ -114,14 +114,18 @@ def edgesent_cmd(*args: str) -> list[str]:
 
 def macs_per_review(onnx_path: str, tokens: int) -> int:
     """Multiply-accumulates of one review: every activation × 2-D weight product (MatMul,
-    Gemm and their integer forms) for every token, plus attention's two length² products
+    Gemm and their integer and QDQ forms) for every token, plus attention's two length² products
     (Q·Kᵀ, scores·V) per Softmax at the model's width."""
     import onnx
 
     graph = onnx.load(onnx_path, load_external_data=False).graph
     dims = {i.name: list(i.dims) for i in graph.initializer}
-    weights = [dims[n.input[1]] for n in graph.node if n.op_type in ("MatMul", "Gemm",
-               "MatMulInteger", "DynamicQuantizeMatMul") and len(dims.get(n.input[1], [])) == 2]
+    for n in graph.node:  # QDQ graphs: the weight reaches MatMul through DequantizeLinear
+        if n.op_type == "DequantizeLinear" and n.input[0] in dims:
+            dims[n.output[0]] = dims[n.input[0]]
+    weights = [dims[n.input[1]] for n in graph.node if n.op_type in (
+        "MatMul", "Gemm", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat")
+        and len(dims.get(n.input[1], [])) == 2]
     width = weights[0][0] if weights else 0
     return tokens * sum(k * m for k, m in weights) + 2 * tokens**2 * width * sum(
         n.op_type == "Softmax" for n in graph.node)
