@@ -115,7 +115,8 @@ def run_build(plan: BuildPlan) -> dict[str, Any]:
             teacher_best, data, student_out, student_init=settings.student_init,
             unlabelled=plan.sources.read_unlabelled(), n_layers=settings.layers,
             config=plan.student, encoding=plan.encoding, temperature=settings.temperature,
-            alpha=settings.alpha, logits_from=settings.teacher_logits, resume=True,
+            alpha=settings.alpha, logits_from=settings.teacher_logits,
+            early_stop=settings.early_stop, resume=True,
             progress=plan.progress,
         )
         _check_finished(result, "student")

@@ -100,7 +100,8 @@ def distill(teacher: str, out_dir: str, layers: int | None, **opts: Any) -> None
         teacher, data, out_dir, student_init=settings.student_init,
         unlabelled=sources.read_unlabelled(), n_layers=layers, config=train_config(opts),
         encoding=encoding_from(opts), temperature=settings.temperature, alpha=settings.alpha,
-        logits_from=settings.teacher_logits, resume=opts["resume"], progress=not opts["quiet"],
+        logits_from=settings.teacher_logits, early_stop=settings.early_stop,
+        resume=opts["resume"], progress=not opts["quiet"],
     )
     echo_result(result)
 

@@ -137,7 +137,7 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def distill_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The distillation loss, the student's initialisation and where the teacher's logits
     come from (the student's depth is named per command)."""
-    from .distill import TEACHER_LOGITS, DistillSettings
+    from .distill import EARLY_STOP, TEACHER_LOGITS, DistillSettings
 
     return _apply([
         click.option("--temperature", default=DistillSettings.temperature, show_default=True,
@@ -153,6 +153,10 @@ def distill_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True, type=click.Choice(TEACHER_LOGITS),
                      help="Compute the teacher's soft labels with PyTorch, or with its int8 "
                      "ONNX export through ONNX Runtime (faster on a CPU, close to fp32)."),
+        click.option("--early-stop", default=DistillSettings.early_stop, show_default=True,
+                     type=click.Choice(EARLY_STOP),
+                     help="What the student's validation watches for the best weights and "
+                     "--patience: hard-label loss, KL to the teacher, or agreement with it."),
     ], func)
 
 
@@ -162,7 +166,8 @@ def distill_settings(opts: Mapping[str, Any], layers: int | None) -> Any:
 
     init = opts["student_init"]
     return DistillSettings(layers, opts["temperature"], opts["alpha"],
-                           Path(init) if init else None, opts["teacher_logits"])
+                           Path(init) if init else None, opts["teacher_logits"],
+                           opts["early_stop"])
 
 
 def quantization_options(func: Callable[..., Any]) -> Callable[..., Any]:

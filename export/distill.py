@@ -71,8 +71,12 @@ class DistillSettings:
     alpha: float = 0.5
     student_init: Path | None = None
     teacher_logits: str = "torch"
+    early_stop: str = "loss"
 
     def __post_init__(self) -> None:
+        if self.early_stop not in EARLY_STOP:
+            raise ValueError(f"early stopping on {self.early_stop!r}: expected one of "
+                             f"{EARLY_STOP}")
         if self.teacher_logits not in TEACHER_LOGITS:
             raise ValueError(f"teacher logits from {self.teacher_logits!r}: expected one of "
                              f"{TEACHER_LOGITS}")
@@ -304,8 +308,8 @@ def early_stop_monitor(kind: str, teacher: np.ndarray, temperature: float = 1.0
     with the teacher). The function returns ``monitor`` (lower is better) beside
     ``val_teacher_kl`` and ``val_teacher_agreement``, for ``history.json``.
 
-    Waits for a hook in :class:`~edgesent_export.training.Trainer` (a ``monitor``
-    argument that replaces the validation loss for best weights and patience).
+    It is the ``monitor`` of :class:`~edgesent_export.training.Trainer`: it replaces the
+    validation loss for the best weights and the patience.
 
     >>> watch = early_stop_monitor("agreement", np.array([[2.0, 0.0], [0.0, 2.0]]))
     >>> watch(np.array([[1.0, 0.0], [1.0, 0.0]]))["monitor"]
@@ -345,6 +349,7 @@ def distill(
     temperature: float = DistillSettings.temperature,
     alpha: float = DistillSettings.alpha,
     logits_from: str = "torch",
+    early_stop: str = "loss",
     resume: bool = False,
     progress: bool = True,
 ) -> TrainingResult:
@@ -354,8 +359,10 @@ def distill(
     the teacher may be any width and architecture transformers classifies with (MPNet,
     BERT, DistilBERT), since only its logits are used, each computed on the text through
     the teacher's own tokenizer (``logits_from``: see :func:`teacher_logits`).
+    ``early_stop`` picks what validation watches (:func:`early_stop_monitor`).
     """
-    settings = DistillSettings(n_layers, temperature, alpha, teacher_logits=logits_from)
+    settings = DistillSettings(n_layers, temperature, alpha, teacher_logits=logits_from,
+                               early_stop=early_stop)
     config = config or TrainConfig()
     encoding = encoding or EncodingSettings()
     init = Path(student_init) if student_init is not None else teacher
@@ -387,6 +394,7 @@ def distill(
         student, tokenizer, encoder, data, out, config, train_set=train_set, val_set=val_set,
         loss_fn=distillation_loss(settings.temperature, settings.alpha), started=started,
         resume=resume, progress=progress,
+        monitor=early_stop_monitor(early_stop, val_set.teacher_logits, settings.temperature),
         record={
             "base_model": str(init),
             "teacher": str(teacher),
@@ -394,7 +402,7 @@ def distill(
             "n_layers": student.config.n_layers,
             "distillation": {"temperature": settings.temperature, "alpha": settings.alpha,
                              "labelled": len(data.train), "unlabelled": len(extra),
-                             "teacher_logits": logits_from},
+                             "teacher_logits": logits_from, "early_stop": early_stop},
         },
     )
     if result.finished:

@@ -180,7 +180,7 @@ def test_distillation_moves_the_student_towards_the_teacher(
     record = json.loads((out / "result.json").read_text("utf-8"))
     assert record["distillation"] == {
         "temperature": 2.0, "alpha": 0.5, "labelled": len(data.train),
-        "unlabelled": expected_extra, "teacher_logits": "torch",
+        "unlabelled": expected_extra, "teacher_logits": "torch", "early_stop": "loss",
     }
     assert record["student_init"] == str(teacher_dir)
     assert record["val_teacher"]["agreement"] > 0.85 and record["val_teacher"]["kl"] >= 0

@@ -129,8 +129,12 @@ def test_a_wide_teacher_distils_into_a_narrow_student_init(
     result = distill(mpnet_dir, data, out, student_init=tiny_bert_dir, unlabelled=unlabelled,
                      n_layers=2, config=tiny_config(epochs=10, batch_size=16,
                                                     learning_rate=5e-3),
-                     encoding=TINY_ENCODING, alpha=0.7, progress=False)
+                     encoding=TINY_ENCODING, alpha=0.7, early_stop="kl", progress=False)
     student = load_model(result.model_dir)
+    history = json.loads((out / "history.json").read_text("utf-8"))
+    assert all(h["monitor"] == h["val_teacher_kl"] for h in history)
+    best = json.loads((out / "result.json").read_text("utf-8"))["best_step"]
+    assert best == min(history, key=lambda h: h["monitor"])["step"]  # best by KL
     assert student.config.model_type == "distilbert"
     assert student.config.dim == 32 and student.config.n_layers == 2  # the init's width
     assert load_model(mpnet_dir).config.hidden_size == 64
@@ -197,10 +201,12 @@ def test_distill_command_with_a_student_init_and_onnx_logits(
     result = CliRunner().invoke(main, [*common, "--layers", "2"])
     one_line_error(result, "'mpnet' model cannot initialise", "--student-init")
     result = CliRunner().invoke(main, [*common, "--layers", "2", "--student-init",
-                                       str(tiny_bert_dir), "--teacher-logits", "onnx-int8"])
+                                       str(tiny_bert_dir), "--teacher-logits", "onnx-int8",
+                                       "--early-stop", "agreement"])
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "s" / "result.json").read_text("utf-8"))
     assert record["distillation"]["teacher_logits"] == "onnx-int8"
+    assert record["distillation"]["early_stop"] == "agreement"
     assert (tmp_path / "s" / "teacher-onnx" / "int8" / "model.onnx").is_file()
     assert load_model(tmp_path / "s" / "best").config.dim == 32
 
