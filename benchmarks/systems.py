@@ -186,8 +186,10 @@ def load_pipeline(spec: Spec, threads: int) -> Model:
 
 def prepare_reference(ctx: Context) -> Spec:
     """A random-weight DistilBERT of distilbert-base-uncased's configuration (latency does
-    not depend on the weights' values) with MiniLM's (bert-base-uncased) tokenizer."""
-    source, kind = minilm_dir(), "tiny" if ctx.tiny else "base"
+    not depend on the weights' values) with MiniLM's (bert-base-uncased) tokenizer; with
+    ``--tiny``, the tokenizer of the model2vec base when given (tests need no MiniLM)."""
+    tiny_source = ctx.m2v_base if ctx.tiny else None
+    source, kind = tiny_source or minilm_dir(), "tiny" if ctx.tiny else "base"
 
     def make(out: Path) -> None:
         import torch

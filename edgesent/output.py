@@ -37,6 +37,7 @@ from typing import Any, TextIO
 
 from edgesent.classifier import Prediction
 from edgesent.inputs import Review
+from edgesent.tokenization import repair_surrogates
 
 FORMATS = ("table", "json", "jsonl", "csv")
 SUFFIX_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
@@ -230,7 +231,7 @@ def _csv_cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
+        return repair_surrogates(value) if _SURROGATE.search(value) else value
     if isinstance(value, bool | dict | list):
         return to_json(value)
     return value

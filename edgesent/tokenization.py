@@ -14,7 +14,6 @@ with the verdict ("... would not buy again"), which end-truncation throws away.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,7 +26,6 @@ TRUNCATION_STRATEGIES = ("head_tail", "head", "tail")
 # character, so this never changes which tokens survive truncation for sane inputs, and a
 # review of several megabytes costs no more than a long one.
 CHARS_PER_TOKEN_BOUND = 64
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -122,12 +120,15 @@ class TextEncoder:
 
 
 def repair_surrogates(text: str) -> str:
-    """``text`` with every lone surrogate replaced by U+FFFD.
+    """``text`` with surrogate pairs joined into the character they spell (as a JSON
+    reader would) and every lone surrogate replaced by U+FFFD.
 
     >>> repair_surrogates("ok \\ud83d") == "ok \\ufffd"
     True
+    >>> repair_surrogates("\\ud83d\\ude00") == "\\U0001f600"
+    True
     """
-    return _SURROGATE.sub("\ufffd", text)
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def _clip_chars(text: str, max_length: int) -> str:
