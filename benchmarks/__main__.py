@@ -232,8 +232,8 @@ def run(quick: bool, bundle: Path | None, build_dir: Path | None, data: Path | N
             log.warning("%s left out: %s", name, exc)
     if not specs:
         raise click.ClickException("no system could be prepared")
-    try:
-        counter = minilm_dir() / "tokenizer.json"  # bert-base-uncased WordPiece counts tokens
+    try:  # bert-base-uncased WordPiece counts tokens (--tiny: the tiny base's tokenizer)
+        counter = (ctx.m2v_base if ctx.tiny and ctx.m2v_base else minilm_dir()) / "tokenizer.json"
     except Skip:
         counter = ctx.bundle / "tokenizer.json"
     tests: dict[str, Test] = dataset["tests"] if dataset else {}
