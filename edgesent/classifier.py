@@ -20,7 +20,6 @@ from edgesent.errors import BundleError
 from edgesent.inputs import join_title
 from edgesent.metrics import softmax
 from edgesent.runner import (
-    CHUNK_TEXTS,  # noqa: F401  (re-exported for callers that chunk their own input)
     DEFAULT_BATCH_SIZE,
     DEFAULT_TOKEN_BUDGET,
     ProgressHook,
