@@ -213,11 +213,21 @@ def train_and_report(
         "steps": state.global_step,
         "config": vars(config),
         "encoding": asdict(encoder.settings),
+        "architecture": architecture(best),
         **(record or {}),
     }
     (out / RESULT_FILE).write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
     dist.barrier()
     return result
+
+
+def architecture(model: Any) -> dict[str, Any]:
+    """What ``edgesent card`` shows of a trained model: its type, depth, width, vocabulary
+    and parameter count."""
+    config = model.config
+    keys = ("model_type", "num_hidden_layers", "hidden_size", "vocab_size")
+    return {**{k: getattr(config, k, None) for k in keys},
+            "parameters": int(sum(p.numel() for p in model.parameters()))}
 
 
 def per_domain_accuracy(
