@@ -7,6 +7,14 @@ already there (so a rerun after a crash or a session's end picks up where it sto
 cut from the teacher or from ``--student-init``) → ``student-small/`` shrink the vocabulary
 (optional) → ``bundle/`` export to ONNX, quantize to int8, gate, calibrate, write bundle.
 
+Under ``torchrun`` every process trains the teacher and the student data-parallel; the
+stages that write without training (the build directory's checks, the vocabulary, the
+bundle, the summary) run on rank 0 alone while the others wait, and every rank returns
+rank 0's summary or raises its error, so all exit with the same status::
+
+    torchrun --standalone --nproc_per_node 2 -m edgesent_export build runs/build \\
+        --train reviews.csv --test test.csv --threads 1
+
 >>> plan = BuildPlan(load_sources("sources.json"), Path("runs/build"))  # doctest: +SKIP
 >>> summary = run_build(plan)  # doctest: +SKIP
 """
@@ -27,6 +35,7 @@ from edgesent.tokenization import EncodingSettings
 from . import DEFAULT_BASE_MODEL
 from .build_checks import check_plan
 from .distill import DistillSettings
+from .distributed import context, main_process_only
 from .gate import GateConfig, LabelledSet
 from .provenance import model_label, model_provenance, redacted_command
 from .sources import Sources
@@ -67,7 +76,8 @@ class BuildPlan:
 
 
 def _done(stage_dir: Path) -> bool:
-    return (stage_dir / RESULT_FILE).exists()
+    """Whether a training stage finished, as rank 0 sees it (every rank skips alike)."""
+    return bool(context().broadcast((stage_dir / RESULT_FILE).exists()))
 
 
 def run_build(plan: BuildPlan) -> dict[str, Any]:
@@ -79,12 +89,12 @@ def run_build(plan: BuildPlan) -> dict[str, Any]:
     from .distill import distill
     from .finetune import finetune
 
-    check_plan(plan)
+    main_process_only(check_plan, plan)  # it makes the build directory
     out = plan.out_dir
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     data = plan.sources.format(val_fraction=plan.val_fraction, seed=plan.seed)
-    data.save_summary(out / "data_summary.json")
+    if context().is_main:
+        data.save_summary(out / "data_summary.json")
     timings: dict[str, float] = {}
 
     teacher_out = out / "teacher"
@@ -121,8 +131,14 @@ def run_build(plan: BuildPlan) -> dict[str, Any]:
         )
         _check_finished(result, "student")
         timings["student"] = time.perf_counter() - t0
-    student_best = student_out / "best"
+    return main_process_only(_finish, plan, data, teacher_best, timings, started)
 
+
+def _finish(plan: BuildPlan, data: Any, teacher_best: Path, timings: dict[str, float],
+            started: float) -> dict[str, Any]:
+    """The stages after training (vocabulary, bundle) and the build summary: rank 0's."""
+    out = plan.out_dir
+    student_best = out / "student" / "best"
     model_for_bundle = student_best
     vocab_info = None
     if plan.vocab_min_count:

@@ -43,7 +43,8 @@ def build(out_dir: str, **opts: Any) -> None:
 
     Each stage writes into OUT_DIR and is skipped when rerun, so an interrupted build
     resumes where it stopped. Every input is checked before the first stage starts. Ends
-    with a table of size, accuracy and latency.
+    with a table of size, accuracy and latency. Under torchrun the ranks train together
+    and rank 0 alone packages and prints.
 
     \b
     Examples:
@@ -51,8 +52,11 @@ def build(out_dir: str, **opts: Any) -> None:
           --unlabelled more.jsonl --student-layers 3 --vocab-min-count 2
       edgesent build runs/v2 --model runs/mpnet/all-mpnet-base-v2 \\
           --student-init runs/minilm/best --teacher-logits onnx-int8 --sources sources.json
+      torchrun --standalone --nproc_per_node 2 -m edgesent_export build runs/mine \\
+          --train reviews.csv --test test.csv --threads 1
     """
     from .build import BuildPlan, run_build
+    from .distributed import is_main_process
     from .report import build_table
 
     plan = BuildPlan(
@@ -68,8 +72,9 @@ def build(out_dir: str, **opts: Any) -> None:
         progress=not opts["quiet"],
     )
     summary = run_build(plan)
-    click.echo(build_table(summary, threads=opts["threads"] or 1))
-    click.echo(f"bundle: {summary['bundle']}")
+    if is_main_process():  # under torchrun, the other ranks end quietly
+        click.echo(build_table(summary, threads=opts["threads"] or 1))
+        click.echo(f"bundle: {summary['bundle']}")
 
 
 @click.command(name="export")

@@ -30,6 +30,7 @@ from .cli_options import (
     training_options,
     user_errors,
 )
+from .distributed import is_main_process
 
 
 @click.command()
@@ -60,7 +61,8 @@ def train(out_dir: str, model: str, class_weights: str, **opts: Any) -> None:
         weighting=class_weights if class_weights != "none" else None,
         resume=opts["resume"], progress=not opts["quiet"],
     )
-    echo_result(result)
+    if is_main_process():  # under torchrun, the other ranks end quietly
+        echo_result(result)
 
 
 @click.command()
@@ -103,7 +105,8 @@ def distill(teacher: str, out_dir: str, layers: int | None, **opts: Any) -> None
         logits_from=settings.teacher_logits, early_stop=settings.early_stop,
         resume=opts["resume"], progress=not opts["quiet"],
     )
-    echo_result(result)
+    if is_main_process():  # under torchrun, the other ranks end quietly
+        echo_result(result)
 
 
 @click.command()

@@ -7,7 +7,9 @@ their own tokenizer, so the teacher may be wider or of another family (MPNet-bas
 ids are not BERT's) while the student starts from a same-width encoder
 (``student_init``). The teacher's logits are computed once, by PyTorch or by the
 teacher's int8 ONNX graph, and cached in the run directory keyed to the teacher, so a
-resumed run does not pay for them again.
+resumed run does not pay for them again. Under ``torchrun`` rank 0 computes and caches
+them while the other ranks wait, then they read its cache; the student then trains
+data-parallel as fine-tuning does, and only rank 0 writes.
 
 >>> result = distill("runs/mpnet/best", data, "runs/student",  # doctest: +SKIP
 ...                  student_init="runs/minilm/best", logits_from="onnx-int8",
@@ -31,6 +33,7 @@ from edgesent.errors import InputError
 from edgesent.tokenization import EncodingSettings
 
 from .data import FormattedData, Review, dedup_key
+from .distributed import main_process_first, main_process_only
 from .student import make_student
 from .torch_data import IGNORE_LABEL, EncodedSet, predict_logits
 from .training import LossFn, TrainConfig
@@ -375,9 +378,10 @@ def distill(
     extra = _new_unlabelled(data, unlabelled)
     train_rows = [*data.train, *extra]
     texts = [r.text for r in [*train_rows, *data.val]]
-    logits = teacher_logits(teacher, texts, encoding, source=logits_from,
-                            cache=out / TEACHER_LOGITS_FILE, work_dir=out / "teacher-onnx",
-                            threads=config.threads, progress=progress)
+    with main_process_first():  # rank 0 computes and caches them; the others read the cache
+        logits = teacher_logits(teacher, texts, encoding, source=logits_from,
+                                cache=out / TEACHER_LOGITS_FILE, work_dir=out / "teacher-onnx",
+                                threads=config.threads, progress=progress)
     train_set = encode_reviews(encoder, train_rows, data.labels)
     train_set.teacher_logits = logits[: len(train_rows)]
     val_set = encode_reviews(encoder, data.val, data.labels)
@@ -413,18 +417,26 @@ def distill(
 def _record_agreement(result: TrainingResult, val_set: EncodedSet, labels: Sequence[str],
                       pad_id: int, temperature: float) -> None:
     """Add the best student's agreement with the teacher on validation (argmax agreement,
-    and KL at the distillation temperature) to ``result.json`` and the result's metrics."""
+    and KL at the distillation temperature) to ``result.json`` (rank 0 scores and writes)
+    and to the result's metrics (on every rank)."""
+    close = main_process_only(_write_agreement, result.model_dir, result.out_dir, val_set,
+                              labels, pad_id, temperature)
+    result.val_metrics["teacher_agreement"] = close["agreement"]
+    result.val_metrics["teacher_kl"] = close["kl"]
+
+
+def _write_agreement(model_dir: Path, out_dir: Path, val_set: EncodedSet,
+                     labels: Sequence[str], pad_id: int, temperature: float) -> dict[str, float]:
     from .training_run import RESULT_FILE, load_classifier
 
     assert val_set.teacher_logits is not None
-    logits = predict_logits(load_classifier(result.model_dir, labels), val_set, pad_id)
+    logits = predict_logits(load_classifier(model_dir, labels), val_set, pad_id)
     close = teacher_agreement(logits, val_set.teacher_logits, temperature)
-    path = result.out_dir / RESULT_FILE
+    path = out_dir / RESULT_FILE
     record = json.loads(path.read_text("utf-8"))
     record["val_teacher"] = {**close, "temperature": temperature}
     path.write_text(json.dumps(record, indent=2) + "\n", "utf-8")
-    result.val_metrics["teacher_agreement"] = close["agreement"]
-    result.val_metrics["teacher_kl"] = close["kl"]
+    return close
 
 
 def model_labels(model: str | Path) -> list[str] | None:

@@ -32,12 +32,14 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +150,16 @@ class Distributed:
 
             dist.barrier()
 
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` (picklable), on every rank."""
+        if not self.enabled:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj if self.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
 
 _CONTEXT: Distributed | None = None
 
@@ -190,14 +202,58 @@ def is_main_process() -> bool:
 def main_process_first() -> Iterator[None]:
     """Run the block on rank 0 first and on the other ranks once it is done: rank 0
     computes and caches (teacher logits, an ONNX export), the others read its cache.
+    When the block fails on rank 0, the others raise the same error instead of running it.
 
     >>> with main_process_first():  # one process: just runs the block
     ...     print("computed")
     computed
     """
     dist = context()
-    if not dist.is_main:
-        dist.barrier()
-    yield
     if dist.is_main:
-        dist.barrier()
+        try:
+            yield
+        except Exception as exc:  # the others raise it too, rather than wait for ever
+            dist.broadcast(_picklable(exc))
+            raise
+        dist.broadcast(None)
+    else:
+        failure = dist.broadcast(None)
+        if failure is not None:
+            raise failure
+        yield
+
+
+def main_process_only(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``func(*args, **kwargs)`` run on rank 0 alone (the others wait for it): every rank
+    returns its (picklable) result, or raises the error it raised, so all exit alike:
+    for the work that writes files and that no other rank may repeat (packaging, scoring).
+
+    >>> main_process_only(sum, [1, 2])  # one process: just the call
+    3
+    """
+    dist = context()
+    if not dist.enabled:
+        return func(*args, **kwargs)
+    if dist.is_main:
+        try:
+            value = func(*args, **kwargs)
+        except Exception as exc:
+            dist.broadcast((False, _picklable(exc)))
+            raise
+        dist.broadcast((True, value))
+        return value
+    ok, value = dist.broadcast(None)
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+def _picklable(exc: Exception) -> Exception:
+    """``exc``, or an error of the same message when it cannot cross to the other ranks."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc

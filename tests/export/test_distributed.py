@@ -1,12 +1,15 @@
-"""Data-parallel fine-tuning (export/distributed.py) with two real gloo processes.
+"""Data-parallel fine-tuning, distillation and ``edgesent build`` (export/distributed.py)
+with two real gloo processes.
 
-The test launches this file under ``torchrun --standalone --nproc_per_node 2``; run as a
-script, it is the training driver: each rank fine-tunes the tiny DistilBERT (without
-dropout) through :func:`~edgesent_export.finetune.finetune` three times (uninterrupted;
-stopped after a few steps; resumed from rank 0's checkpoint) and writes, outside the run
-folders, its final weights and every write it made under them (an audit hook sees
-``open`` for writing, ``mkdir``, ``rename`` and ``remove``). The test then runs the same
-three runs in one process and compares.
+The tests launch this file under ``torchrun --standalone --nproc_per_node 2``; run as a
+script, it is the driver named by its first argument. ``finetune``: each rank fine-tunes
+the tiny DistilBERT (without dropout) through :func:`~edgesent_export.finetune.finetune`
+three times (uninterrupted; stopped after a few steps; resumed from rank 0's checkpoint).
+``build``: each rank runs the ``edgesent build`` command line three times (distil a tiny
+teacher and package the student; the same again, every stage done; a build directory that
+is a file). Each rank writes, outside the run folders, its weights, what it saw and every
+write it made under them (an audit hook sees ``open`` for writing, ``mkdir``, ``rename``
+and ``remove``).
 """
 
 from __future__ import annotations
@@ -81,9 +84,8 @@ def run_three(model_dir: Path, root: Path, report_dir: Path, data: Any, rank: in
     return report
 
 
-def _driver(model_dir: str, root: str, report_dir: str) -> None:
-    """One rank of the launch (run by torchrun)."""
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+def _record_writes(root: str) -> list[str]:
+    """Every write this process makes under ``root`` from now on (an audit hook)."""
     watched = os.path.realpath(root)
     writes: list[str] = []
 
@@ -101,6 +103,13 @@ def _driver(model_dir: str, root: str, report_dir: str) -> None:
             if full.startswith(watched):
                 writes.append(f"{event} {full}")
 
+    sys.addaudithook(audit)
+    return writes
+
+
+def _finetune_driver(model_dir: str, root: str, report_dir: str) -> None:
+    """One rank of the fine-tuning launch."""
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     from conftest import make_reviews  # this file's folder leads sys.path when run as a script
 
     from edgesent_export.distributed import main_process_first
@@ -109,10 +118,66 @@ def _driver(model_dir: str, root: str, report_dir: str) -> None:
         marker = Path(report_dir, "first.txt")
         order = marker.read_text("utf-8") if marker.exists() else ""
         marker.write_text(order + str(rank), "utf-8")
-    sys.addaudithook(audit)
+    writes = _record_writes(root)
     report = run_three(Path(model_dir), Path(root), Path(report_dir), _data(make_reviews), rank)
     report.update(rank=rank, world=world, writes=writes)
     Path(report_dir, f"rank{rank}.json").write_text(json.dumps(report), "utf-8")
+
+
+def _build_driver(root: str, report_dir: str) -> None:
+    """One rank of the build launch: the command lines of ``build_args.json`` in turn,
+    each one's exit status, printed output and writes recorded; the student trainer's
+    teacher logits and final weights saved."""
+    import contextlib
+    import io
+
+    import click
+    import numpy as np
+    import torch
+
+    import edgesent_export.logits as logits_module
+    import edgesent_export.training_run as training_run
+    from edgesent.cli import main
+
+    rank = int(os.environ["RANK"])
+    commands = json.loads(Path(report_dir, "build_args.json").read_text("utf-8"))
+    trainers: list[Any] = []
+    torch_calls: list[tuple[str, int]] = []
+
+    class Recording(training_run.Trainer):  # type: ignore[misc, name-defined]
+        def train(self, resume: bool = False) -> Any:
+            trainers.append(self)
+            return super().train(resume)
+
+    real_torch_logits = logits_module.torch_logits
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        torch_calls.append((str(args[0]), len(args[2])))  # model, texts
+        return real_torch_logits(*args, **kwargs)
+
+    training_run.Trainer = Recording
+    logits_module.torch_logits = counted
+    writes = _record_writes(root)
+    runs = []
+    for args in commands:
+        before, out = len(writes), io.StringIO()
+        status, error = 0, None
+        with contextlib.redirect_stdout(out):
+            try:
+                main(args, prog_name="edgesent", standalone_mode=False)
+            except click.ClickException as exc:
+                status, error = exc.exit_code, exc.format_message()
+        runs.append({"status": status, "error": error, "stdout": out.getvalue(),
+                     "writes": writes[before:], "trainers": len(trainers)})
+    student = trainers[-1]
+    np.save(Path(report_dir, f"rank{rank}_teacher_logits.npy"), np.concatenate(
+        [student.train_set.teacher_logits, student.val_set.teacher_logits]))
+    torch.save(student.model.state_dict(), Path(report_dir, f"rank{rank}_student.pt"))
+    Path(report_dir, f"rank{rank}.json").write_text(
+        json.dumps({"rank": rank, "runs": runs, "torch_calls": torch_calls}), "utf-8")
+
+
+DRIVERS = {"finetune": _finetune_driver, "build": _build_driver}
 
 
 # ---------------------------------------------------------------------------- the test
@@ -138,11 +203,12 @@ def no_dropout_dir(tiny_distilbert_dir: Path, tmp_path_factory: pytest.TempPathF
     return out
 
 
-def _launch(model_dir: Path, root: Path, report_dir: Path) -> float:
+def _launch(driver: str, *args: Path) -> float:
+    """Run ``driver`` of this file in two gloo processes under torchrun; its seconds."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("WORLD_SIZE", None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", "2", __file__, str(model_dir), str(root), str(report_dir)]
+               "--nproc_per_node", "2", __file__, driver, *map(str, args)]
     started = time.perf_counter()
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True,
@@ -174,7 +240,7 @@ def test_two_gloo_processes_train_in_sync_and_resume_exactly(
     two, reports = tmp_path / "two", tmp_path / "reports"
     two.mkdir()
     reports.mkdir()
-    launch_seconds = _launch(no_dropout_dir, two, reports)
+    launch_seconds = _launch("finetune", no_dropout_dir, two, reports)
     ranks = [json.loads((reports / f"rank{r}.json").read_text("utf-8")) for r in (0, 1)]
     assert [r["rank"] for r in ranks] == [0, 1] and {r["world"] for r in ranks} == {2}
     assert (reports / "first.txt").read_text("utf-8") == "01"  # main_process_first
@@ -243,6 +309,85 @@ def test_two_gloo_processes_train_in_sync_and_resume_exactly(
           f"seconds/step 2 processes {step_two}; 1 process {step_one}")
 
 
+BUILD_FAST = ["--max-length", "48", "--head-tokens", "16", "--precision", "fp32",
+              "--threads", "1", "--quiet", "--seed", "0", "--batch-size", "16"]
+
+
+def test_two_gloo_processes_distil_and_build_one_bundle(
+    trained_tiny_distilbert_dir: Path, review_factory: Any, tmp_path: Path
+) -> None:
+    import numpy as np
+    import torch
+    from helpers_training import write_csv
+
+    from edgesent import Classifier
+    from edgesent.bundle import MANIFEST_NAME
+    from edgesent_export.build import SUMMARY_FILE
+    from edgesent_export.distill import TEACHER_LOGITS_FILE
+
+    root, reports = tmp_path / "build", tmp_path / "reports"
+    root.mkdir()
+    reports.mkdir()
+    train, test = review_factory(120, seed=51), review_factory(40, seed=52)
+    write_csv(root / "train.csv", train.rows(), ["text", "label"])
+    write_csv(root / "test.csv", test.rows(), ["text", "label"])
+    write_csv(root / "more.csv", [{"text": t} for t in review_factory(40, seed=53).texts],
+              ["text"])
+    (root / "a-file").write_text("not a build directory\n", "utf-8")
+    out = root / "out"
+    args = ["build", str(out), "--teacher", str(trained_tiny_distilbert_dir),
+            "--train", str(root / "train.csv"), "--test", f"synthetic={root / 'test.csv'}",
+            "--unlabelled", str(root / "more.csv"), "--student-epochs", "2",
+            "--student-lr", "3e-3", "--student-layers", "1", "--max-drop", "100", *BUILD_FAST]
+    commands = [args, args, [args[0], str(root / "a-file" / "out"), *args[2:]]]
+    (reports / "build_args.json").write_text(json.dumps(commands), "utf-8")
+    launch_seconds = _launch("build", root, reports)
+    ranks = [json.loads((reports / f"rank{r}.json").read_text("utf-8")) for r in (0, 1)]
+    first, again, bad = ([rank["runs"][i] for rank in ranks] for i in range(3))
+    assert [run["status"] for run in first] == [0, 0], first[0]["error"]
+
+    # Rank 0 computed the teacher's logits once and cached them; rank 1 read that cache.
+    cache = out / "student" / TEACHER_LOGITS_FILE
+    cached = np.load(cache)
+    teacher = str(trained_tiny_distilbert_dir)
+    assert [n for model, n in ranks[0]["torch_calls"] if model == teacher] == [len(cached)]
+    assert ranks[1]["torch_calls"] == []  # nor did it score anything for the gate
+    saves = [w for w in first[0]["writes"] if w.startswith("open ") and w.endswith(
+        TEACHER_LOGITS_FILE)]
+    assert saves == [f"open {cache.resolve()}"]
+    used = [np.load(reports / f"rank{r}_teacher_logits.npy") for r in (0, 1)]
+    assert np.array_equal(used[0], used[1]) and np.array_equal(used[0], cached)
+
+    # The student trained data-parallel: the same weights on both ranks, bit for bit.
+    students = [torch.load(reports / f"rank{r}_student.pt", weights_only=True) for r in (0, 1)]
+    assert _max_difference(*students) == 0.0
+
+    # Rank 0 alone wrote (checkpoint, history, bundle) and printed; rank 1 never wrote.
+    assert [run["writes"] for run in ranks[1]["runs"]] == [[], [], []]
+    written = " ".join(first[0]["writes"])
+    for name in ("student/checkpoint.tmp", "student/best.tmp", "student/history.json",
+                 "student/result.json", "bundle", SUMMARY_FILE):
+        assert name in written, name
+    assert "bundle: " in first[0]["stdout"] and first[1]["stdout"] == ""
+    assert [p.parent for p in root.rglob(MANIFEST_NAME)] == [out / "bundle"]
+    predictions = Classifier.load(out / "bundle", threads=1).predict(test.texts)
+    assert len(predictions) == len(test.texts)
+    assert {p.label for p in predictions} <= {"negative", "positive"}
+
+    # The same build again: both ranks skip every stage; nothing trains, nothing repackaged.
+    assert [run["status"] for run in again] == [0, 0]
+    assert [run["trainers"] for run in again] == [run["trainers"] for run in first] == [1, 1]
+    assert json.loads((out / SUMMARY_FILE).read_text("utf-8"))["stage_seconds"] == {}
+    assert not [w for w in again[0]["writes"] if "/student" in w or "/bundle" in w]
+    assert "bundle: " in again[0]["stdout"] and again[1]["stdout"] == ""
+
+    # Rank 0's checks fail: rank 1 fails alike, with the same status and message.
+    assert [run["status"] for run in bad] == [1, 1]
+    assert bad[0]["error"] == bad[1]["error"]
+    assert "a-file/out: cannot write the build there" in bad[0]["error"]
+    print(f"\nbuild launch (distil, package; rerun; failing check): {launch_seconds:.1f} s")
+
+
 def test_the_module_entry_point_runs_the_cli() -> None:
     """``torchrun -m edgesent_export`` / ``accelerate launch -m edgesent_export`` start this."""
     done = subprocess.run([sys.executable, "-m", "edgesent_export", "train", "--help"],
@@ -252,4 +397,4 @@ def test_the_module_entry_point_runs_the_cli() -> None:
 
 
 if __name__ == "__main__":
-    _driver(*sys.argv[1:4])
+    DRIVERS[sys.argv[1]](*sys.argv[2:])
