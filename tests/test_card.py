@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +208,27 @@ def test_content_and_product_accuracy_from_python(rich_bundle: Path) -> None:
     assert content["command"] == "edgesent card x"
     assert content["evaluation"]["domains"][0]["product_domains"] == {"onnx_int8": 0.875}
     assert product_accuracy({f"p{i}": {"accuracy": 1.0, "n": 1} for i in range(41)}) is None
+
+
+SHIPPED_CARD = Path("examples/default_model/MODEL_CARD.md")
+SHIPPED_COMMAND = ("edgesent card edgesent/models/edgesent-reviews-en "
+                   "-o examples/default_model/MODEL_CARD.md")
+
+
+def test_the_example_card_is_what_the_command_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    content = card_content("edgesent/models/edgesent-reviews-en", command=SHIPPED_COMMAND)
+    assert render_markdown(content) == SHIPPED_CARD.read_text("utf-8"), (
+        f"{SHIPPED_CARD} is out of date; run: {SHIPPED_COMMAND}")
+
+
+def test_the_command_is_listed_and_loads_nothing_heavy() -> None:
+    code = ("import sys; from click.testing import CliRunner; from edgesent.cli import main; "
+            "help = CliRunner().invoke(main, ['card', '--help']).stdout; "
+            "heavy = {'torch', 'transformers', 'optimum', 'edgesent_export'} & set(sys.modules); "
+            "assert not heavy, heavy; "
+            "out = CliRunner().invoke(main, ['--help']).stdout; "
+            "assert 'card' in out and '--teacher-run' in help, (out, help)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
