@@ -25,7 +25,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import shlex
+import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ MOVIE_DOMAINS = ("imdb", "MR")  # FDU-MTL's film domains; the rest are product c
 MAX_LISTED_DOMAINS = 40  # more than this (MARC's product ids) are counted, not listed
 RESULT_FILE = "result.json"  # what export/training_run.py writes in a run folder
 CARD_VERSION = 1
+MAX_SAFETENSORS_HEADER = 100_000_000
 
 CARD_EPILOG = """\b
 Examples:
@@ -352,6 +355,10 @@ def _run_row(spec: str) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
     if arch["model_type"] is None and config_path.is_file():  # runs before it was recorded
         arch = {**_architecture(_read_json(config_path)), "parameters": None}
         used.append((config_path, f"teacher row {run}: architecture"))
+    weights = teacher_dir / "best" / "model.safetensors"
+    if arch["parameters"] is None and weights.is_file():
+        arch["parameters"] = safetensors_parameters(weights)
+        used.append((weights, f"teacher row {run}: parameter count (its header)"))
     test = result.get("test") or {}
     row: dict[str, Any] = {
         "teacher": run, "source": str(result_path), **arch,
@@ -370,6 +377,30 @@ def _run_row(spec: str) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
         row["student"], student_file = _student_of(student_path)
         used.append((student_file, f"teacher row {run}: its student"))
     return row, used
+
+
+def safetensors_parameters(path: Path) -> int:
+    """How many numbers a ``.safetensors`` file stores, read from its header alone.
+
+    >>> import tempfile
+    >>> header = json.dumps({"w": {"dtype": "F32", "shape": [3, 4], "data_offsets": [0, 48]},
+    ...                      "__metadata__": {"format": "pt"}}).encode()
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     file = Path(tmp) / "model.safetensors"
+    ...     _ = file.write_bytes(struct.pack("<Q", len(header)) + header + bytes(48))
+    ...     safetensors_parameters(file)
+    12
+    """
+    with open(path, "rb") as handle:
+        size = struct.unpack("<Q", handle.read(8).ljust(8, b"\0"))[0]
+        if not 2 <= size <= MAX_SAFETENSORS_HEADER:
+            raise CardError(f"{path}: not a safetensors file (header of {size} bytes)")
+        try:
+            header = json.loads(handle.read(size))
+            return sum(math.prod(t["shape"]) for name, t in header.items()
+                       if name != "__metadata__")
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise CardError(f"{path}: not a safetensors file (unreadable header)") from None
 
 
 def _student_of(path: Path) -> tuple[dict[str, Any], Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -162,6 +163,14 @@ def test_figures_a_run_does_not_record_show_as_missing(rich_bundle: Path, tmp_pa
         {"model_type": "bert", "num_hidden_layers": 6, "hidden_size": 384}), "utf-8")
     row = _row(_ok(_invoke(rich_bundle, "--teacher-run", run)).stdout, f"`{run}`")
     assert row[1:7] == ["bert", "6 × 384", MISSING, "0.8800", MISSING, MISSING]
+    header = json.dumps({"a": {"dtype": "F32", "shape": [1000, 300], "data_offsets": [0, 0]},
+                         "b": {"dtype": "F32", "shape": [7], "data_offsets": [0, 0]}}).encode()
+    (run / "best" / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    row = _row(_ok(_invoke(rich_bundle, "--teacher-run", run)).stdout, f"`{run}`")
+    assert row[3] == "300,007"  # counted from the weights file's header
+    (run / "best" / "model.safetensors").write_bytes(b"\x05")
+    _error_line(_invoke(rich_bundle, "--teacher-run", run), "model.safetensors",
+                "not a safetensors file")
     bare = _teacher_run(tmp_path / "bare", {"test": {}})
     row = _row(_ok(_invoke(rich_bundle, "--teacher-run", bare)).stdout, f"`{bare}`")
     assert row[1:5] == [MISSING, f"{MISSING} × {MISSING}", MISSING, MISSING]

@@ -15,6 +15,7 @@ from helpers_training import TINY_ENCODING, tiny_config, to_reviews
 pytest.importorskip("torch", reason=EXPORT_REASON)
 pytest.importorskip("transformers", reason=EXPORT_REASON)
 
+from edgesent.card import safetensors_parameters
 from edgesent.cli import main
 from edgesent_export.data import Review, format_dataset
 from edgesent_export.finetune import finetune
@@ -39,6 +40,9 @@ def test_a_fine_tuning_run_becomes_a_teacher_row(
         "model_type": "distilbert", "num_hidden_layers": model.config.n_layers,
         "hidden_size": model.config.dim, "vocab_size": model.config.vocab_size,
         "parameters": sum(p.numel() for p in model.parameters())}
+    # what the card reads for runs recorded before the count was: the same number
+    assert safetensors_parameters(out / "best" / "model.safetensors") == (
+        record["architecture"]["parameters"])
 
     result = CliRunner().invoke(main, ["card", str(tiny_bundle), "--teacher-run", str(out)])
     assert result.exit_code == 0, result.output
