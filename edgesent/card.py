@@ -150,7 +150,8 @@ def _test_sets(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
     if isinstance(metrics.get("test"), Mapping):
         blocks[_main_set_name(manifest)] = ("metrics.test", metrics["test"])
     for name, block in (metrics.get("extra_test_sets") or {}).items():
-        blocks[name] = (f"metrics.extra_test_sets.{name}", block)
+        if isinstance(block, Mapping):
+            blocks[name] = (f"metrics.extra_test_sets.{name}", block)
     sets = []
     for name, (key, block) in blocks.items():
         flat = _scores(block)
@@ -173,7 +174,7 @@ def _domain_tables(metrics: Mapping[str, Any], sets: Sequence[Mapping[str, Any]]
     """Per-domain accuracy where the manifest records it, for each set and graph."""
     tables = []
     for entry in sets:
-        block = _block(metrics, entry["key"])
+        block = _block(metrics, entry)
         found = {g: _domains_of(block.get(g)) for g in ("onnx_fp32", "onnx_int8")}
         if not any(found.values()):
             found = {"model": _domains_of(block)}
@@ -193,10 +194,10 @@ def _domain_tables(metrics: Mapping[str, Any], sets: Sequence[Mapping[str, Any]]
     return tables
 
 
-def _block(metrics: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    node: Any = {"metrics": metrics}
-    for part in key.split("."):
-        node = node.get(part) or {}
+def _block(metrics: Mapping[str, Any], entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The metrics block of one test set entry of :func:`_test_sets`."""
+    node = (metrics.get("test") if entry["key"] == "metrics.test"
+            else (metrics.get("extra_test_sets") or {}).get(entry["name"]))
     return node if isinstance(node, Mapping) else {}
 
 
@@ -289,8 +290,8 @@ def _calibration_section(metrics: Mapping[str, Any], sets: Sequence[Mapping[str,
     keys = ("set", "n", "temperature", "nll_before", "nll_after", "ece_before", "ece_after",
             "ece_bins")
     per_set = [{"set": s["name"],
-                "int8_ece_before": _block(metrics, s["key"]).get("int8_ece_before"),
-                "int8_ece_after": _block(metrics, s["key"]).get("int8_ece_after")}
+                "int8_ece_before": _block(metrics, s).get("int8_ece_before"),
+                "int8_ece_after": _block(metrics, s).get("int8_ece_after")}
                for s in sets]
     return {**{k: cal.get(k) for k in keys},
             "test_sets": [p for p in per_set if p["int8_ece_before"] is not None]}
@@ -334,7 +335,7 @@ def _bundle_student(manifest: Mapping[str, Any], path: Path,
         "graph": f"bundle, {precision}" if precision == graph else f"bundle, {graph}",
         "accuracy": {s["name"]: (s[graph] or {}).get("accuracy") for s in sets},
         "product_domains": {s["name"]: product_accuracy(
-            _domains_of(_block(metrics, s["key"]).get(f"onnx_{graph}")))
+            _domains_of(_block(metrics, s).get(f"onnx_{graph}")))
             for s in sets},
     }
 
