@@ -23,7 +23,6 @@ True
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import shlex
@@ -34,7 +33,7 @@ from typing import Any
 
 import click
 
-from edgesent.bundle import MANIFEST_NAME, load_bundle
+from edgesent.bundle import MANIFEST_NAME, load_bundle, sha256_file
 from edgesent.errors import EdgesentError
 
 MISSING = "–"
@@ -97,8 +96,7 @@ def card_content(bundle: str | Path, teacher_runs: Sequence[str] = (),
 
 
 def _file_entry(path: Path, why: str) -> dict[str, str]:
-    return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "gave": why}
+    return {"path": str(path), "sha256": sha256_file(path), "gave": why}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -116,11 +114,18 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _command(bundle: str, teacher_runs: Sequence[str]) -> str:
+def _command(bundle: str, teacher_runs: Sequence[str], output: Path | None = None,
+             as_json: bool = False) -> str:
+    """The ``edgesent card`` command line that writes this card.
+
+    >>> _command("b", ["runs/t=runs/s"], Path("CARD.md"))
+    'edgesent card b --teacher-run runs/t=runs/s -o CARD.md'
+    """
     args = ["edgesent", "card", bundle]
     for spec in teacher_runs:
         args += ["--teacher-run", spec]
-    return shlex.join(args)
+    args += ["-o", str(output)] if output is not None else []
+    return shlex.join(args + (["--json"] if as_json else []))
 
 
 def _main_set_name(manifest: Mapping[str, Any]) -> str:
@@ -648,14 +653,8 @@ def card(bundle: Path, output_path: Path | None, teacher_runs: tuple[str, ...],
     """Write a model card for BUNDLE from its manifest (and training runs' results)."""
     from edgesent.cli import _open_output
 
-    args = [str(bundle)]
-    for spec in teacher_runs:
-        args += ["--teacher-run", spec]
-    if output_path is not None:
-        args += ["-o", str(output_path)]
-    if as_json:
-        args.append("--json")
-    content = card_content(bundle, teacher_runs, command=shlex.join(["edgesent", "card", *args]))
+    command = _command(str(bundle), teacher_runs, output_path, as_json)
+    content = card_content(bundle, teacher_runs, command=command)
     text = (json.dumps(content, indent=2, ensure_ascii=False) + "\n" if as_json
             else render_markdown(content))
     with contextlib.ExitStack() as stack:
