@@ -245,7 +245,7 @@ def main_process_only(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     ok, value = dist.broadcast(None)
     if not ok:
         raise value
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _picklable(exc: Exception) -> Exception:

@@ -155,6 +155,17 @@ def _build_driver(root: str, report_dir: str) -> None:
         torch_calls.append((str(args[0]), len(args[2])))  # model, texts
         return real_torch_logits(*args, **kwargs)
 
+    from edgesent.errors import InputError
+    from edgesent_export.distributed import main_process_first
+
+    failures = []
+    try:
+        with main_process_first():  # rank 0 fails: rank 1 must not wait for ever
+            if rank == 0:
+                raise InputError("the cache could not be made")
+            failures.append("rank 1 ran the block")
+    except InputError as exc:
+        failures.append(str(exc))
     training_run.Trainer = Recording
     logits_module.torch_logits = counted
     writes = _record_writes(root)
@@ -174,7 +185,8 @@ def _build_driver(root: str, report_dir: str) -> None:
         [student.train_set.teacher_logits, student.val_set.teacher_logits]))
     torch.save(student.model.state_dict(), Path(report_dir, f"rank{rank}_student.pt"))
     Path(report_dir, f"rank{rank}.json").write_text(
-        json.dumps({"rank": rank, "runs": runs, "torch_calls": torch_calls}), "utf-8")
+        json.dumps({"rank": rank, "runs": runs, "torch_calls": torch_calls,
+                    "failures": failures}), "utf-8")
 
 
 DRIVERS = {"finetune": _finetune_driver, "build": _build_driver}
@@ -385,6 +397,7 @@ def test_two_gloo_processes_distil_and_build_one_bundle(
     assert [run["status"] for run in bad] == [1, 1]
     assert bad[0]["error"] == bad[1]["error"]
     assert "a-file/out: cannot write the build there" in bad[0]["error"]
+    assert [rank["failures"] for rank in ranks] == [["the cache could not be made"]] * 2
     print(f"\nbuild launch (distil, package; rerun; failing check): {launch_seconds:.1f} s")
 
 
