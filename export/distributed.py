@@ -11,7 +11,10 @@ Every rank builds the same global batches (same seed, same epoch) and takes ever
 ranks after each rank scaled its loss by its share of the global batch, which gives the
 gradient of the whole batch, as gradient accumulation does within a process. Validation
 rows are split the same way and the logits gathered, so every rank sees every row once
-and takes the same early-stopping decision; only rank 0 writes files.
+and takes the same early-stopping decision; only rank 0 writes files. Work that trains
+nothing runs on rank 0 alone: :func:`main_process_first` (rank 0 caches, the others read
+its cache) and :func:`main_process_only` (rank 0 packages; the others get its result or
+its error, so every process exits with the same status).
 
 ``accelerate launch`` starts the processes through torchrun when given ``--multi_gpu``
 (which also works without a GPU: the processes then use gloo); its ``--cpu`` route
