@@ -37,18 +37,19 @@ MODES = {"full": {"max_eval": None, "max_eval_slow": 1000, "rss_reviews": 10_000
 LENGTHS, TYPICAL, MOVIES = [16, 64, 256], 64, {"imdb", "MR"}
 VNNI_MACS = 64  # int8 multiply-accumulates per cycle per core: one 512-bit VPDPBUSD
 DISPLAY = {"fdu_mtl_test": "FDU-MTL test", "fdu_mtl_test:products": "FDU-MTL 14 products",
-           "marc_en_val": "MARC-en val"}
+           "marc_en_val": "MARC-en val", "marc_en_val_text_only": "MARC-en val, text only"}
 Test = tuple[list[str], list[str], list[Any]]  # texts, labels, domains
 
 
 def load_data(data_dir: Path, seed: int) -> dict[str, Any]:
-    """The default model's sources formatted as ``edgesent build`` formats them, less the
-    test rows whose text also stands in the raw training files."""
+    """The default model's training rows and the shared test sets (MARC with and without
+    titles), formatted as ``edgesent build`` formats them, less the test rows whose text
+    also stands in the raw training files."""
     from edgesent_export.data import DropCounts, dedup_key
     from edgesent_export.sources import load_sources
 
     logging.getLogger("edgesent_export").setLevel(logging.ERROR)
-    sources = load_sources(ROOT / "examples" / "default_model" / "sources.json", data_dir)
+    sources = load_sources(ROOT / "examples" / "default_model" / "sources-v2.json", data_dir)
     data = sources.format(seed=seed)
     seen = {dedup_key(r.text) for source in sources.train for r in source.read(DropCounts())}
     tests = {n: [r for r in rows if dedup_key(r.text) not in seen] for n, rows in data.test.items()}
