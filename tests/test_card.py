@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from edgesent.bundle import load_bundle
-from edgesent.card import MISSING, card_content, product_accuracy, render_markdown
+from edgesent.card import MISSING, card_content, product_accuracy
+from edgesent.card_markdown import render_markdown
 from edgesent.classifier import default_bundle_path
 from edgesent.cli import main
 
@@ -219,12 +220,11 @@ def test_content_and_product_accuracy_from_python(rich_bundle: Path) -> None:
     assert product_accuracy({f"p{i}": {"accuracy": 1.0, "n": 1} for i in range(41)}) is None
 
 
-SHIPPED_CARD = Path("examples/default_model/MODEL_CARD.md")
-SHIPPED_COMMAND = ("edgesent card edgesent/models/edgesent-reviews-en "
-                   "-o examples/default_model/MODEL_CARD.md")
+SHIPPED_CARD = Path("MODEL_CARD.md")
+SHIPPED_COMMAND = "edgesent card edgesent/models/edgesent-reviews-en -o MODEL_CARD.md"
 
 
-def test_the_example_card_is_what_the_command_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_shipped_card_is_what_the_command_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     content = card_content("edgesent/models/edgesent-reviews-en", command=SHIPPED_COMMAND)
     assert render_markdown(content) == SHIPPED_CARD.read_text("utf-8"), (
