@@ -409,10 +409,11 @@ def markdown(res: dict[str, Any]) -> str:
                          f"and 32, in order and shuffled: **{v['label_flips']}** label flips, "
                          f"largest probability change **{v['max_prob_diff']:.2g}**")
         if f := s.get("predict_file"):
-            lines.append(f"- {k}, `predict --input` on {f['n']:,} reviews, {f['threads']} thread,"
-                         f" batch 32: **{num(f['reviews_per_s'])}** reviews/s (process wall time)"
-                         f", {num(f['after_start'])} less the cold start; `Runner.logits` alone "
-                         f"on the same texts: **{num(f['runner_reviews_per_s'])}**")
+            lines.append(f"- {k}, `predict --input` on {f['n']:,} reviews, {f['threads']} "
+                         f"thread{'s' * (f['threads'] > 1)}, batch 32: "
+                         f"**{num(f['reviews_per_s'])}** reviews/s (process wall time), "
+                         f"{num(f['after_start'])} less the cold start; `Runner.logits` alone on "
+                         f"the same texts: **{num(f['runner_reviews_per_s'])}**")
     lines += ["", "### Latency at batch 1 (ms, p50 / p95) and throughput at batch 32", "", *table(
         ["system", "threads", *(f"{n} tok" for n in LENGTHS), "reviews/s"],
         [[k, t, *(f"{num(c['latency'][str(n)]['p50_ms'], 2)} / "
