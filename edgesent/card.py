@@ -16,7 +16,6 @@ Only the manifest and JSON files are read, so this lives in the run half (no tor
 >>> recorded = load_bundle(default_bundle_path()).manifest.metrics["test"]["onnx_int8"]
 >>> content["evaluation"]["sets"][0]["int8"]["accuracy"] == recorded["accuracy"]
 True
->>> from edgesent.card_markdown import render_markdown
 >>> render_markdown(content).splitlines()[0]
 '# Model card: `edgesent-reviews-en`'
 
@@ -36,10 +35,9 @@ from typing import Any
 import click
 
 from edgesent.bundle import MANIFEST_NAME, load_bundle, sha256_file
+from edgesent.card_markdown import MISSING, MOVIE_DOMAINS, render_markdown
 from edgesent.errors import EdgesentError
 
-MISSING = "–"
-MOVIE_DOMAINS = ("imdb", "MR")  # FDU-MTL's film domains; the rest are product categories
 MAX_LISTED_DOMAINS = 40  # more than this (MARC's product ids) are counted, not listed
 RESULT_FILE = "result.json"  # what export/training_run.py writes in a run folder
 CARD_VERSION = 1
@@ -444,7 +442,6 @@ def _student_of(path: Path) -> tuple[dict[str, Any], Path]:
 def card(bundle: Path, output_path: Path | None, teacher_runs: tuple[str, ...],
          as_json: bool) -> None:
     """Write a model card for BUNDLE from its manifest (and training runs' results)."""
-    from edgesent.card_markdown import render_markdown
     from edgesent.cli import _open_output
 
     command = _command(str(bundle), teacher_runs, output_path, as_json)

@@ -12,7 +12,8 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edgesent.card import MISSING, MOVIE_DOMAINS
+MISSING = "–"  # what the card prints for a figure no file records
+MOVIE_DOMAINS = ("imdb", "MR")  # FDU-MTL's film domains; the rest are product categories
 
 
 def _num(value: Any, digits: int = 4) -> str:
