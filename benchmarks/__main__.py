@@ -25,8 +25,9 @@ import click
 import numpy as np
 
 from benchmarks.cell import COLD_TEXT
-from benchmarks.deploy import generated_reviews, scaleout, serve, table
+from benchmarks.deploy import generated_reviews, scaleout, serve
 from benchmarks.systems import LABELS, REFERENCE, SYSTEMS, Context, Skip, minilm_dir
+from edgesent.output import markdown_table as table
 
 log = logging.getLogger("benchmarks")
 ROOT = Path(__file__).resolve().parent.parent

@@ -41,6 +41,7 @@ import click
 import numpy as np
 
 from benchmarks.cell import proc_kb
+from edgesent.output import markdown_table as table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,12 +71,6 @@ def sample_reviews(data: Path | None, n: int, seed: int = 13,
         with ReviewReader(path, text_column="text") as reviews:
             texts += [r.text for _, r in zip(range(20_000), reviews, strict=False) if r.text]
     return random.Random(seed).sample(texts, min(n, len(texts))) or generated_reviews(n, seed)
-
-
-def table(head: list[str], rows: list[list[Any]]) -> list[str]:
-    """A markdown table's lines."""
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
 
 
 def get(port: int, path: str) -> str:

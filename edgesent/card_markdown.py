@@ -12,6 +12,8 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from edgesent.output import markdown_table
+
 MISSING = "–"  # what the card prints for a figure no file records
 MOVIE_DOMAINS = ("imdb", "MR")  # FDU-MTL's film domains; the rest are product categories
 
@@ -52,10 +54,7 @@ def _seconds(s: Any) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    return [line(header), line(["---"] * len(header)), *(line(r) for r in rows), ""]
+    return [*markdown_table(header, rows), ""]
 
 
 def _code(value: Any) -> str:

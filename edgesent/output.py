@@ -332,6 +332,20 @@ def render_table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, align:
     return [" " * indent + format_row(row, widths, align) for row in cells]
 
 
+def markdown_table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """The lines of a Markdown table (a ``|`` inside a cell is escaped).
+
+    >>> print("\\n".join(markdown_table(["class", "f1"], [["negative", 0.91]])))
+    | class | f1 |
+    | --- | --- |
+    | negative | 0.91 |
+    """
+    def line(cells: Sequence[Any]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return [line(header), line(["---"] * len(header)), *(line(r) for r in rows)]
+
+
 def make_writer(fmt: str, stream: TextIO, labels: Sequence[str], *,
                 total: int | None = None, width: int | None = None,
                 input_columns: bool = True, columns: Sequence[str] | None = None) -> Writer:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgesent.bundle import load_bundle
+from edgesent.output import markdown_table
 from edgesent.runner import Runner
 from edgesent.tokenization import TextEncoder
 
@@ -116,13 +117,10 @@ def build_table(summary: dict[str, Any], threads: int = 1) -> str:
     sets = sorted({name for _, _, acc, _ in rows for name in acc})
     header = ["model", "size (MB)", *[f"accuracy {s}" for s in sets],
               f"latency ms (batch 1, {threads} thread)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, size, acc, ms in rows:
-        cells = [name, f"{size / 1e6:.1f}" if size else "-"]
-        cells += [f"{acc[s]:.4f}" if s in acc else "-" for s in sets]
-        cells.append(f"{ms:.1f}" if ms is not None else "-")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    body = [[name, f"{size / 1e6:.1f}" if size else "-",
+             *[f"{acc[s]:.4f}" if s in acc else "-" for s in sets],
+             f"{ms:.1f}" if ms is not None else "-"] for name, size, acc, ms in rows]
+    return "\n".join(markdown_table(header, body))
 
 
 def _variant(manifest: dict[str, Any], key: str) -> dict[str, Any]:
