@@ -222,7 +222,7 @@ def predict(tiny_bundle: Path) -> Callable[..., tuple[list[dict], str]]:
                                            *args], input=stdin)
         assert result.exit_code == 0, result.output
         assert "Traceback" not in result.output
-        text = result.stdout
+        text = result.stdout_bytes.decode("utf-8")  # .stdout turns "\r\n" into "\n"
         if fmt == "json":
             return json.loads(text), text
         if fmt == "csv":
