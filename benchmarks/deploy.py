@@ -17,6 +17,7 @@ the fixed cost.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import http.client
 import json
@@ -173,17 +174,28 @@ def serve(model: Path | None, data: Path | None, requests: int, max_seconds: flo
     rows, rss = [], {}
     extra = [*(["--model", str(model)] if model else []),
              *(["--threads", str(threads)] if threads else [])]
-    for mode, (batch, wait) in {"on": ("32", "5"), "off": ("1", "0")}.items():
-        with server(["--max-batch", batch, "--max-wait-ms", wait, *extra]) as (port, pid):
+    # The default (gather what arrived while the model was busy), a wait for fuller
+    # batches, and no batching: all three servers up at once (idle servers do not spin)
+    # and their cells alternating, so a drift in the machine's speed hits each alike.
+    modes = {"on": ("32", "0"), "on, waiting": ("32", "5"), "off": ("1", "0")}
+    with contextlib.ExitStack() as stack:
+        servers = {mode: stack.enter_context(server(["--max-batch", batch, "--max-wait-ms",
+                                                     wait, *extra]))
+                   for mode, (batch, wait) in modes.items()}
+        for mode, (_, pid) in servers.items():
             rss[mode] = {"start_mb": (proc_kb("VmRSS", pid) or 0) / 1024, "after_rounds_mb": []}
-            for n in counts:
+        for n in counts:
+            for mode, (port, _) in servers.items():
                 load(port, n, texts[::-1], 2 * n + 10, 10)  # warm-up
+                batch, wait = modes[mode]
                 rows.append({"batching": f"{mode} ({batch}/{wait} ms)",
                              **load(port, n, texts, requests, max_seconds)})
                 click.echo(rows[-1], err=True)
-            for _ in range(rss_rounds):
+        for _ in range(rss_rounds):
+            for mode, (port, pid) in servers.items():
                 load(port, max(counts), texts, requests, max_seconds)
                 rss[mode]["after_rounds_mb"].append(round((proc_kb("VmRSS", pid) or 0) / 1024))
+    rows.sort(key=lambda row: list(modes).index(row["batching"].split(" (")[0]))
     click.echo("\n".join(table(list(rows[0]), [list(r.values()) for r in rows])))
     for mode, r in rss.items():
         click.echo(f"\nServer RSS, batching {mode}: {r['start_mb']:.0f} MB at start; after each "

@@ -1,14 +1,16 @@
 """Micro-batching: gather texts from concurrent requests into one model call.
 
-Each text submitted waits in a queue. A collector task takes the first waiting text, then
-keeps taking texts until the batch holds ``max_batch`` of them or ``max_wait_ms`` has
-passed since the first one arrived, whichever comes first. The batch runs in a worker
-thread (never on the event loop) and each result goes back to the future of the request
-that submitted its text. An exception in a batch fails only the requests with a text in
-that batch.
+Each text submitted waits in a queue. As soon as a worker is free, a collector task takes
+every text waiting (up to ``max_batch``) and runs them as one call. Texts that arrive
+while the model is busy therefore form the next batch: under load batches fill up by
+themselves, and a lone request never waits for company. ``max_wait_ms`` (default 0)
+lets a batch wait that long after its first text arrived for more to join, when a
+worker is free sooner. The batch runs in a worker thread (never on the event loop) and
+each result goes back to the future of the request that submitted its text. An
+exception in a batch fails only the requests with a text in that batch.
 
-``max_batch=1`` or ``max_wait_ms=0`` turns gathering off: each request's texts go to the
-model as one call of their own, still in the worker thread.
+``max_batch=1`` turns gathering off: each request's texts go to the model as one call of
+their own, still in the worker thread.
 
 Pure asyncio and the standard library, so it can be tested without HTTP.
 """
@@ -39,6 +41,7 @@ class BatcherClosedError(RuntimeError):
 class _Item:
     text: str
     future: asyncio.Future
+    arrived: float  # event-loop time of submission
 
 
 class MicroBatcher(Generic[R]):
@@ -65,7 +68,7 @@ class MicroBatcher(Generic[R]):
         predict_fn: PredictFn,
         *,
         max_batch: int = 32,
-        max_wait_ms: float = 5.0,
+        max_wait_ms: float = 0.0,
         workers: int = 1,
         on_batch: BatchHook | None = None,
     ) -> None:
@@ -91,7 +94,7 @@ class MicroBatcher(Generic[R]):
     @property
     def enabled(self) -> bool:
         """Whether texts from different requests are gathered into shared batches."""
-        return self.max_batch > 1 and self.max_wait > 0
+        return self.max_batch > 1
 
     @property
     def pending(self) -> int:
@@ -124,7 +127,8 @@ class MicroBatcher(Generic[R]):
             return await self._run_direct(list(texts))
         assert self._queue is not None
         loop = asyncio.get_running_loop()
-        items = [_Item(text, loop.create_future()) for text in texts]
+        now = loop.time()
+        items = [_Item(text, loop.create_future(), now) for text in texts]
         for item in items:
             self._queue.put_nowait(item)
         return list(await asyncio.gather(*(item.future for item in items)))
@@ -174,7 +178,9 @@ class MicroBatcher(Generic[R]):
         loop = asyncio.get_running_loop()
         while True:
             batch = self._forming = [await self._queue.get()]
-            deadline = loop.time() + self.max_wait
+            # Texts that arrive while every worker is busy wait here and join this batch.
+            await self._slots.acquire()
+            deadline = batch[0].arrived + self.max_wait
             while len(batch) < self.max_batch:
                 if not self._queue.empty():
                     batch.append(self._queue.get_nowait())
@@ -186,10 +192,6 @@ class MicroBatcher(Generic[R]):
                     batch.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except asyncio.TimeoutError:
                     break
-            await self._slots.acquire()
-            # Texts that arrived while waiting for a free worker join the batch.
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
             self._forming = []
             task = asyncio.create_task(self._run_batch(batch))
             self._running.add(task)

@@ -4,7 +4,8 @@ Everything in edgesent that runs an ONNX classifier goes through :class:`Runner`
 :class:`edgesent.Classifier`, the server, the build half's accuracy gate and report, and
 the benchmarks. It owns the session options, the batching and the feed:
 
-1. texts are tokenized in chunks of :data:`CHUNK_TEXTS` (bounded memory for huge inputs);
+1. texts are tokenized in chunks of at most :data:`CHUNK_TEXTS` texts and
+   :data:`CHUNK_CHARS` characters (:func:`text_chunks`; bounded memory for huge inputs);
 2. a text with no content tokens (blank, or only zero-width or control characters) is
    not sent to the model: its row of logits is NaN;
 3. the rest are sorted by length and cut into batches of at most ``batch_size`` texts
@@ -41,12 +42,18 @@ from edgesent.tokenization import TextEncoder
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 32
-# Padded tokens (texts × longest text) per model call: 4 reviews of 256 tokens, or 32 of
-# 32. Attention holds batch × heads × length² floats, so this bounds the peak; a call of
-# 1,024 tokens is long enough that per-call overhead does not show.
-DEFAULT_TOKEN_BUDGET = 1024
+# Padded tokens (texts × longest text) per model call: 2 reviews of 256 tokens, or 16 of
+# 32. Attention holds batch × heads × length² floats, so this bounds the peak and with it
+# the arena; larger calls ran no faster on real reviews (benchmarks: runtime options).
+DEFAULT_TOKEN_BUDGET = 512
+# ONNX Runtime's arena keeps freed buffers for the next call. Bounded by the token budget
+# it holds a few tens of MB, and it runs real reviews about 3x faster than handing every
+# buffer back to the system (measured in the README's memory table).
+DEFAULT_MEMORY_ARENA = True
 MAX_DEFAULT_THREADS = 8  # more threads than this rarely helps a small model
 CHUNK_TEXTS = 256  # texts tokenized together: their tokenizer output is the memory to bound
+# ... and at most this many characters: 256 long reviews held 30 MB more than 64 of them.
+CHUNK_CHARS = 200_000
 # Blocks from this size up are mmap-ed and go back to the system when freed (glibc).
 MMAP_THRESHOLD_BYTES = 128 * 1024
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
@@ -109,13 +116,17 @@ def resolve_threads(threads: Any = None) -> int:
     return count
 
 
-def session_options(threads: int, *, memory_arena: bool = False) -> ort.SessionOptions:
+def session_options(threads: int, *,
+                    memory_arena: bool = DEFAULT_MEMORY_ARENA) -> ort.SessionOptions:
     """ONNX Runtime options for CPU inference on ``threads`` intra-op threads.
 
-    With ``memory_arena=False`` (the default) buffers go back to the system after each
-    call instead of staying in ONNX Runtime's arena at the size of the largest batch
-    ever seen (see :func:`return_freed_memory`). Pool threads do not spin while
-    waiting, so idle sessions leave the cores to others.
+    With the arena on (the default) freed buffers stay in ONNX Runtime's arena for the
+    next call; the token budget bounds the largest call and so the arena. No memory
+    pattern is planned: batch shapes vary from call to call and each plan would hold a
+    buffer of its own. ``memory_arena=False`` hands every buffer back to the system
+    after each call (see :func:`return_freed_memory`): the smallest process, at about a
+    third of the speed. Pool threads do not spin while waiting, so idle sessions leave
+    the cores to others.
 
     >>> session_options(2).intra_op_num_threads
     2
@@ -126,7 +137,7 @@ def session_options(threads: int, *, memory_arena: bool = False) -> ort.SessionO
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.enable_cpu_mem_arena = memory_arena
-    options.enable_mem_pattern = memory_arena
+    options.enable_mem_pattern = False
     if not memory_arena:
         return_freed_memory()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -156,6 +167,27 @@ def return_freed_memory() -> bool:
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def text_chunks(texts: Sequence[str], max_texts: int = CHUNK_TEXTS,
+                max_chars: int = CHUNK_CHARS) -> list[tuple[int, int]]:
+    """``(start, stop)`` slices of ``texts``, each of at most ``max_texts`` texts and, but
+    for a single longer text, ``max_chars`` characters.
+
+    >>> text_chunks(["ab", "cd", "efgh", "i"], max_texts=3, max_chars=4)
+    [(0, 2), (2, 3), (3, 4)]
+    """
+    chunks: list[tuple[int, int]] = []
+    start, chars = 0, 0
+    for index, text in enumerate(texts):
+        size = len(text)
+        if index > start and (index - start == max_texts or chars + size > max_chars):
+            chunks.append((start, index))
+            start, chars = index, 0
+        chars += size
+    if start < len(texts):
+        chunks.append((start, len(texts)))
+    return chunks
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int = DEFAULT_BATCH_SIZE,
@@ -213,7 +245,7 @@ class Runner:
     @classmethod
     def from_bundle(cls, path: str | os.PathLike[str], threads: Any = None, *,
                     token_budget: int = DEFAULT_TOKEN_BUDGET,
-                    memory_arena: bool = False) -> Runner:
+                    memory_arena: bool = DEFAULT_MEMORY_ARENA) -> Runner:
         """Verify a bundle and open its graph (see :func:`edgesent.bundle.open_bundle`)."""
         count = resolve_threads(threads)
         options = session_options(count, memory_arena=memory_arena)
@@ -228,7 +260,7 @@ class Runner:
     @classmethod
     def from_onnx(cls, onnx_path: str | os.PathLike[str], encoder: TextEncoder,
                   threads: Any = None, *, token_budget: int = DEFAULT_TOKEN_BUDGET,
-                  memory_arena: bool = False) -> Runner:
+                  memory_arena: bool = DEFAULT_MEMORY_ARENA) -> Runner:
         """Open a bare ONNX graph (no bundle) that reads text through ``encoder``."""
         count = resolve_threads(threads)
         try:
@@ -257,8 +289,8 @@ class Runner:
         batch_size = positive_int(batch_size, "batch_size")
         out: np.ndarray | None = None if self.width is None else self._empty(len(texts))
         frame = self.encoder.frame_length
-        for start in range(0, len(texts), CHUNK_TEXTS):
-            seqs = self.encoder.token_ids(texts[start : start + CHUNK_TEXTS])
+        for start, stop in text_chunks(texts):
+            seqs = self.encoder.token_ids(texts[start:stop])
             live = [k for k, seq in enumerate(seqs) if len(seq) > frame]
             if on_progress is not None and len(live) < len(seqs):
                 on_progress(len(seqs) - len(live))

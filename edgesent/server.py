@@ -57,7 +57,7 @@ class ServeSettings:
     """
 
     max_batch: int = 32
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 0.0
     max_body_bytes: int = 1 << 20
     max_texts: int = 256
     max_chars: int = 20_000

@@ -140,7 +140,7 @@ def test_worker_thread_is_not_the_main_thread():
     assert model.threads and all(name.startswith("edgesent-infer") for name in model.threads)
 
 
-@pytest.mark.parametrize(("max_batch", "max_wait_ms"), [(1, 5), (32, 0)])
+@pytest.mark.parametrize(("max_batch", "max_wait_ms"), [(1, 5), (1, 0)])
 def test_off_mode_sends_each_request_as_its_own_call(max_batch, max_wait_ms):
     model = Recorder()
     sizes: list[int] = []
@@ -154,6 +154,35 @@ def test_off_mode_sends_each_request_as_its_own_call(max_batch, max_wait_ms):
     assert run_with(batcher, body) == [["A", "B", "C"], "D"]
     assert sorted(model.batches) == [["a", "b", "c"], ["d"]]
     assert sorted(sizes) == [1, 3]
+
+
+def test_without_a_wait_a_lone_request_runs_at_once_and_a_busy_model_gathers():
+    """max_wait_ms=0: a text that finds the model free runs alone and without delay;
+    texts that arrive while it is busy become the next batch, in arrival order."""
+    release = threading.Event()
+    batches: list[list[str]] = []
+
+    def model(texts: list[str]) -> list[str]:
+        batches.append(list(texts))
+        if texts == ["first"]:
+            release.wait(5)
+        return [t.upper() for t in texts]
+
+    batcher = MicroBatcher(model, max_batch=8, max_wait_ms=0)
+    assert batcher.enabled
+
+    async def body():
+        first = asyncio.ensure_future(batcher.submit("first"))
+        while not batches:  # the lone request is running
+            await asyncio.sleep(0.001)
+        later = [asyncio.ensure_future(batcher.submit(f"r{i}")) for i in range(5)]
+        await asyncio.sleep(0.02)
+        assert batches == [["first"]]  # the others wait for the busy model
+        release.set()
+        return await first, await asyncio.gather(*later)
+
+    assert run_with(batcher, body) == ("FIRST", [f"R{i}" for i in range(5)])
+    assert batches == [["first"], [f"r{i}" for i in range(5)]]
 
 
 def test_off_mode_errors_stay_with_their_request():

@@ -507,7 +507,7 @@ def test_progress_moves_every_batch(run: Callable[..., Result], tmp_path: Path,
 
 
 def test_runner_options(run: Callable[..., Result]) -> None:
-    rows = rows_of(run("predict", "love it", "awful", "--token-budget", "16", "--memory-arena",
+    rows = rows_of(run("predict", "love it", "awful", "--token-budget", "16", "--no-memory-arena",
                        "-t", "1", "-b", "1"), "jsonl")
     assert [r["label"] for r in rows] == ["positive", "negative"]
     for bad in (["--token-budget", "0"], ["--threads", "0"], ["--token-budget", "x"]):

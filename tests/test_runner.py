@@ -17,6 +17,7 @@ from edgesent.runner import (
     positive_int,
     resolve_threads,
     session_options,
+    text_chunks,
 )
 from edgesent.tokenization import EncodingSettings, TextEncoder
 
@@ -43,10 +44,29 @@ def test_thread_resolution() -> None:
     assert positive_int(np.uint8(3), "x") == 3
 
 
-def test_session_options_release_memory_unless_asked() -> None:
-    lean, arena = session_options(1), session_options(1, memory_arena=True)
-    assert not lean.enable_cpu_mem_arena and arena.enable_cpu_mem_arena
-    assert lean.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 50), max_size=40), st.integers(1, 8), st.integers(1, 60))
+def test_text_chunks_cover_every_text_once_within_limits(sizes: list[int], max_texts: int,
+                                                         max_chars: int) -> None:
+    texts = ["x" * n for n in sizes]
+    chunks = text_chunks(texts, max_texts=max_texts, max_chars=max_chars)
+    assert [i for start, stop in chunks for i in range(start, stop)] == list(range(len(texts)))
+    for start, stop in chunks:
+        assert 1 <= stop - start <= max_texts
+        chars = sum(sizes[start:stop])
+        assert chars <= max_chars or stop - start == 1  # only a lone long text goes over
+    # Chunks are as full as the limits allow: the next text would not have fitted.
+    for (start, stop), _ in zip(chunks, chunks[1:]):
+        assert stop - start == max_texts or sum(sizes[start:stop + 1]) > max_chars
+
+
+def test_session_options_keep_the_arena_unless_asked() -> None:
+    arena, lean = session_options(1), session_options(1, memory_arena=False)
+    assert arena.enable_cpu_mem_arena and not lean.enable_cpu_mem_arena
+    # Batch shapes vary from call to call: no per-shape memory plan is kept.
+    assert not arena.enable_mem_pattern and not lean.enable_mem_pattern
+    for options in (arena, lean):
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 @settings(max_examples=25, deadline=None)

@@ -533,14 +533,14 @@ def test_serve_memory_settings_reach_the_classifier(tiny_bundle, tiny_classifier
     """A tiny token budget splits every gathered batch into several model calls; answers
     stay those of the classifier. Too many threads are clamped to the CPUs, with a warning."""
     log = tmp_path / "server.log"
-    with serve(tiny_bundle, log, "--token-budget", "40", "--memory-arena", "--threads",
+    with serve(tiny_bundle, log, "--token-budget", "40", "--no-memory-arena", "--threads",
                "100000", "--log-level", "info") as (port, _):
         results = post(port, {"texts": REVIEWS})[1]["results"]
         started = log.read_text()
     for got, review in zip(results, REVIEWS, strict=True):
         assert_same(got, expected(tiny_classifier, review))
     cpus = available_cpus()
-    assert f"{cpus} threads, token budget 40, arena on" in started, started
+    assert f"{cpus} threads, token budget 40, arena off" in started, started
     assert "threads=100000 is more than" in started, started
     assert "Traceback" not in started
 
