@@ -1,9 +1,10 @@
 """Load tests of edgesent as it is deployed, on real reviews.
 
-``python -m benchmarks serve``: ``edgesent serve`` with micro-batching on against off at 1,
-8 and 64 clients (one review per request, keep-alive): requests/s, p50/p99 latency, mean
-model batch (``/metrics``), then the server's RSS after each of three more rounds at 64
-clients. Clients share the CPU with the server.
+``python -m benchmarks serve``: three ``edgesent serve`` processes side by side (the
+default micro-batching, a 5 ms wait for fuller batches, batching off) at 1, 8 and 64
+clients (one review per request, keep-alive), their cells alternating: requests/s,
+p50/p99 latency, mean model batch (``/metrics``), then each server's RSS after each of
+three more rounds at 64 clients. Clients share the CPU with the servers.
 
 ``python -m benchmarks scaleout --reviews 100000``: the same reviews (the shared product
 review files, repeated as needed, whitespace folded to one line each) scored on
@@ -17,7 +18,6 @@ the fixed cost.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import http.client
 import json
@@ -34,7 +34,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -158,9 +158,9 @@ def load(port: int, clients: int, texts: list[str], requests: int, max_s: float
               "[default: the embedded model].")
 @click.option("--data", type=click.Path(path_type=Path), envvar="EDGESENT_DATA",
               help="Review files to sample [default: $EDGESENT_DATA; else generated reviews].")
-@click.option("--requests", type=click.IntRange(min=1), default=400, show_default=True,
+@click.option("--requests", type=click.IntRange(min=1), default=1500, show_default=True,
               help="Requests per cell.")
-@click.option("--max-seconds", type=click.FloatRange(min=0.1), default=30, show_default=True)
+@click.option("--max-seconds", type=click.FloatRange(min=0.1), default=60, show_default=True)
 @click.option("--clients", default="1,8,64", show_default=True)
 @click.option("--rss-rounds", type=click.IntRange(min=0), default=3, show_default=True,
               help="Rounds at the most clients, the server's RSS read after each.")
@@ -178,7 +178,7 @@ def serve(model: Path | None, data: Path | None, requests: int, max_seconds: flo
     # batches, and no batching: all three servers up at once (idle servers do not spin)
     # and their cells alternating, so a drift in the machine's speed hits each alike.
     modes = {"on": ("32", "0"), "on, waiting": ("32", "5"), "off": ("1", "0")}
-    with contextlib.ExitStack() as stack:
+    with ExitStack() as stack:
         servers = {mode: stack.enter_context(server(["--max-batch", batch, "--max-wait-ms",
                                                      wait, *extra]))
                    for mode, (batch, wait) in modes.items()}

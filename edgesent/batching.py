@@ -3,7 +3,8 @@
 Each text submitted waits in a queue. As soon as a worker is free, a collector task takes
 every text waiting (up to ``max_batch``) and runs them as one call. Texts that arrive
 while the model is busy therefore form the next batch: under load batches fill up by
-themselves, and a lone request never waits for company. ``max_wait_ms`` (default 0)
+themselves, and a lone request never waits for company (it finds the model free and runs
+at once, without a trip through the queue). ``max_wait_ms`` (default 0)
 lets a batch wait that long after its first text arrived for more to join, when a
 worker is free sooner. The batch runs in a worker thread (never on the event loop) and
 each result goes back to the future of the request that submitted its text. An
@@ -123,7 +124,8 @@ class MicroBatcher(Generic[R]):
             raise BatcherClosedError("the batcher is not running")
         if not texts:
             return []
-        if not self.enabled:
+        assert self._slots is not None
+        if not self.enabled or self._idle():
             return await self._run_direct(list(texts))
         assert self._queue is not None
         loop = asyncio.get_running_loop()
@@ -154,6 +156,13 @@ class MicroBatcher(Generic[R]):
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+
+    def _idle(self) -> bool:
+        """No wait asked for, nothing waiting and a worker free: a batch would hold only
+        these texts."""
+        assert self._slots is not None
+        return (self.max_wait == 0 and self._queue is not None and self._queue.empty()
+                and not self._forming and not self._slots.locked())
 
     async def _run_direct(self, texts: list[str]) -> list[R]:
         assert self._slots is not None

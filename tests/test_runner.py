@@ -56,7 +56,7 @@ def test_text_chunks_cover_every_text_once_within_limits(sizes: list[int], max_t
         chars = sum(sizes[start:stop])
         assert chars <= max_chars or stop - start == 1  # only a lone long text goes over
     # Chunks are as full as the limits allow: the next text would not have fitted.
-    for (start, stop), _ in zip(chunks, chunks[1:]):
+    for start, stop in chunks[:-1]:
         assert stop - start == max_texts or sum(sizes[start:stop + 1]) > max_chars
 
 
