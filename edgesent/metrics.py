@@ -60,6 +60,24 @@ def classification_report(
     }
 
 
+def accuracy_by_group(groups: Sequence[str | None], y_true: Sequence[int] | np.ndarray,
+                      y_pred: Sequence[int] | np.ndarray) -> dict[str, dict[str, Any]]:
+    """Accuracy and row count per group (a review's domain), sorted by name; rows whose
+    group is None are left out.
+
+    >>> accuracy_by_group(["books", "books", None, "dvd"], [1, 0, 1, 1], [1, 1, 0, 1])
+    {'books': {'accuracy': 0.5, 'n': 2}, 'dvd': {'accuracy': 1.0, 'n': 1}}
+    """
+    if not len(groups) == len(y_true) == len(y_pred):
+        raise ValueError("groups, y_true and y_pred differ in length")
+    hits: dict[str, list[bool]] = {}
+    for group, truth, guess in zip(groups, y_true, y_pred, strict=True):
+        if group is not None:
+            hits.setdefault(group, []).append(int(truth) == int(guess))
+    return {group: {"accuracy": float(np.mean(h)), "n": len(h)}
+            for group, h in sorted(hits.items())}
+
+
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Row-wise softmax of ``logits / temperature``, stable for large logits.
 

@@ -200,7 +200,8 @@ def _package(
     first = next(iter(data.test))  # check_plan made sure there is one
 
     def labelled(rows: list[Any]) -> LabelledSet:
-        return LabelledSet([r.text for r in rows], [data.labels.index(r.label) for r in rows])
+        return LabelledSet([r.text for r in rows], [data.labels.index(r.label) for r in rows],
+                           [r.domain for r in rows])
 
     base = plan.base_model if plan.teacher_dir is None else teacher_result.get(
         "base_model", str(plan.teacher_dir))

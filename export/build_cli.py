@@ -106,7 +106,8 @@ def export(model_dir: str, bundle_dir: str, as_json: bool, **opts: Any) -> None:
     names = list(data.test)
 
     def labelled(rows: Any) -> LabelledSet:
-        return LabelledSet([r.text for r in rows], [r.label for r in rows])
+        return LabelledSet([r.text for r in rows], [r.label for r in rows],
+                           [r.domain for r in rows])
 
     source_model = Path(model_dir)
     if opts["vocab_min_count"]:

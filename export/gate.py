@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from edgesent.errors import EdgesentError
-from edgesent.metrics import classification_report
+from edgesent.metrics import accuracy_by_group, classification_report
 from edgesent.runner import DEFAULT_BATCH_SIZE
 from edgesent.tokenization import TextEncoder
 
@@ -37,14 +37,16 @@ MAX_CALIBRATION_TEXTS = 256
 
 @dataclass(frozen=True)
 class LabelledSet:
-    """Texts and their labels as indices into the label names.
+    """Texts and their labels as indices into the label names; ``domains`` (one per text,
+    None where unknown) adds accuracy per domain to each report.
 
-    >>> LabelledSet(["Great value", "Broke at once"], [1, 0]).labels
+    >>> LabelledSet(["Great value", "Broke at once"], [1, 0], ["books", None]).labels
     [1, 0]
     """
 
     texts: Sequence[str]
     labels: Sequence[int]
+    domains: Sequence[str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -214,15 +216,16 @@ def run_gate(
     config = config or GateConfig()
     texts, labels = list(test.texts), list(test.labels)
     check_texts(texts, labels, len(label_names))
+    by = {"domains": test.domains}
     work_dir = Path(work_dir)
     run: dict[str, Any] = {"threads": config.threads, "batch_size": config.batch_size,
                            "progress": config.progress}
     fp32_torch = None
     if student_dir is not None:
         fp32_torch = evaluate("pytorch_fp32", torch_logits(student_dir, encoder, texts, **run),
-                              labels, label_names)
+                              labels, label_names, **by)
     fp32 = evaluate("onnx_fp32", onnx_logits(fp32_onnx, encoder, texts, **run),
-                    labels, label_names)
+                    labels, label_names, **by)
     calibration = None
     if calibration_texts:
         calibration = [dict(zip(("input_ids", "attention_mask"), encoder.encode([t]), strict=True))
@@ -242,7 +245,7 @@ def run_gate(
             logger.warning("gate attempt %d: %s", index, attempt.describe())
             continue
         logits = onnx_logits(attempt.quantization.path, encoder, texts, **run)
-        attempt.evaluation = evaluate("onnx_int8", logits, labels, label_names)
+        attempt.evaluation = evaluate("onnx_int8", logits, labels, label_names, **by)
         figures = compare(fp32, attempt.evaluation)
         attempt.drop = figures["accuracy_drop_points"]
         attempt.agreement = figures["agreement"]
@@ -279,14 +282,19 @@ def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def evaluate(name: str, logits: np.ndarray, labels: Sequence[int],
-             label_names: Sequence[str]) -> Evaluation:
-    """Classification report of ``logits``' argmax against ``labels``; a NaN row (a text
-    with no content tokens, which the run half never labels) is refused by row."""
+             label_names: Sequence[str],
+             domains: Sequence[str | None] | None = None) -> Evaluation:
+    """Classification report of ``logits``' argmax against ``labels``, with accuracy per
+    domain where ``domains`` names any; a NaN row (a text with no content tokens, which
+    the run half never labels) is refused by row."""
     blank = np.flatnonzero(np.isnan(logits).any(axis=1))
     if len(blank):
         raise ValueError(f"row {blank[0]}: text has no content tokens (only blanks, "
                          "zero-width or control characters)")
-    report = classification_report(list(labels), logits.argmax(axis=1).tolist(), label_names)
+    predicted = logits.argmax(axis=1).tolist()
+    report = classification_report(list(labels), predicted, label_names)
+    if domains is not None and any(d is not None for d in domains):
+        report["per_domain"] = accuracy_by_group(list(domains), list(labels), predicted)
     return Evaluation(name, logits, report)
 
 

@@ -132,7 +132,7 @@ def package_model(
             logger.info("evaluating extra test set %r (%d texts)", key, len(labelled.texts))
             fp32_eval, int8_eval = (
                 evaluate(name, onnx_logits(path, encoder, labelled.texts, **run),
-                         labelled.labels, labels)
+                         labelled.labels, labels, labelled.domains)
                 for name, path in (("onnx_fp32", fp32_path), ("onnx_int8", int8_path)))
             extra_metrics[key] = {"n": len(labelled.texts), "onnx_fp32": fp32_eval.report,
                                   "onnx_int8": int8_eval.report,
@@ -162,7 +162,8 @@ def package_model(
 
 def indexed(labelled: LabelledSet, labels: Sequence[str], where: str) -> LabelledSet:
     """``labelled`` with its labels as indices into ``labels`` (see :func:`label_indices`)."""
-    return LabelledSet(list(labelled.texts), label_indices(labelled.labels, labels, where))
+    return LabelledSet(list(labelled.texts), label_indices(labelled.labels, labels, where),
+                       labelled.domains)
 
 
 def label_indices(values: Sequence[int | str], labels: Sequence[str], where: str) -> list[int]:

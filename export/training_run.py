@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from edgesent.metrics import softmax
+from edgesent.metrics import accuracy_by_group, softmax
 from edgesent.tokenization import EncodingSettings, TextEncoder
 
 from .data import FormattedData, Review
@@ -240,15 +240,11 @@ def per_domain_accuracy(
     {'books': {'accuracy': 0.5, 'n': 2}}
     """
     index = {label: i for i, label in enumerate(labels)}
-    predicted = logits.argmax(axis=1)
-    groups: dict[str, list[bool]] = {}
-    for review, guess in zip(reviews, predicted, strict=True):
-        if review.domain is not None and review.label is not None:
-            groups.setdefault(review.domain, []).append(index[review.label] == guess)
-    return {
-        domain: {"accuracy": float(np.mean(hits)), "n": len(hits)}
-        for domain, hits in sorted(groups.items())
-    }
+    kept = [r for r in reviews if r.label is not None]
+    predicted = [int(g) for r, g in zip(reviews, logits.argmax(axis=1), strict=True)
+                 if r.label is not None]
+    return accuracy_by_group([r.domain for r in kept], [index[str(r.label)] for r in kept],
+                             predicted)
 
 
 def write_predictions(

@@ -44,11 +44,22 @@ def test_set(review_factory):
 
 def test_gate_passes_and_reports_all_three_models(trained_tiny_onnx, trained_tiny_distilbert_dir,
                                                   encoder, test_set, tmp_path):
-    result = run_gate(trained_tiny_onnx, tmp_path, LabelledSet(test_set.texts, test_set.labels),
+    domains = [("books", "dvd", None)[i % 3] for i in range(len(test_set))]
+    result = run_gate(trained_tiny_onnx, tmp_path,
+                      LabelledSet(test_set.texts, test_set.labels, domains),
                       label_names=LABELS, encoder=encoder, student_dir=trained_tiny_distilbert_dir,
                       config=GateConfig(threads=1, progress=False))
     assert len(result.attempts) == 1 and result.attempts[0].passed
     metrics = result.metrics()
+    # Accuracy per domain for each model, from its own predictions; unnamed rows left out.
+    for evaluation in (result.fp32_torch, result.fp32_onnx, result.int8):
+        assert evaluation is not None
+        per_domain = metrics[evaluation.name]["per_domain"]
+        assert list(per_domain) == ["books", "dvd"]
+        for name, figures in per_domain.items():
+            rows = [i for i, d in enumerate(domains) if d == name]
+            hits = sum(evaluation.predictions[i] == test_set.labels[i] for i in rows)
+            assert figures == {"accuracy": hits / len(rows), "n": len(rows)}
     assert metrics["n"] == len(test_set)
     for name in ("pytorch_fp32", "onnx_fp32", "onnx_int8"):
         assert metrics[name]["accuracy"] >= 0.95, name
