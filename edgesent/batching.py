@@ -4,11 +4,11 @@ Each text submitted waits in a queue. As soon as a worker is free, a collector t
 every text waiting (up to ``max_batch``) and runs them as one call. Texts that arrive
 while the model is busy therefore form the next batch: under load batches fill up by
 themselves, and a lone request never waits for company (it finds the model free and runs
-at once, without a trip through the queue). ``max_wait_ms`` (default 0)
-lets a batch wait that long after its first text arrived for more to join, when a
-worker is free sooner. The batch runs in a worker thread (never on the event loop) and
-each result goes back to the future of the request that submitted its text. An
-exception in a batch fails only the requests with a text in that batch.
+at once, without a trip through the queue). ``max_wait_ms`` (default 0) lets a batch
+wait that long after its first text arrived for more to join, when a worker is free
+sooner. The batch runs in a worker thread (never on the event loop) and each result goes
+back to the future of the request that submitted its text. An exception in a batch fails
+only the requests with a text in that batch.
 
 ``max_batch=1`` turns gathering off: each request's texts go to the model as one call of
 their own, still in the worker thread.

@@ -216,16 +216,16 @@ def run_gate(
     config = config or GateConfig()
     texts, labels = list(test.texts), list(test.labels)
     check_texts(texts, labels, len(label_names))
-    by = {"domains": test.domains}
+    domains = test.domains
     work_dir = Path(work_dir)
     run: dict[str, Any] = {"threads": config.threads, "batch_size": config.batch_size,
                            "progress": config.progress}
     fp32_torch = None
     if student_dir is not None:
         fp32_torch = evaluate("pytorch_fp32", torch_logits(student_dir, encoder, texts, **run),
-                              labels, label_names, **by)
+                              labels, label_names, domains)
     fp32 = evaluate("onnx_fp32", onnx_logits(fp32_onnx, encoder, texts, **run),
-                    labels, label_names, **by)
+                    labels, label_names, domains)
     calibration = None
     if calibration_texts:
         calibration = [dict(zip(("input_ids", "attention_mask"), encoder.encode([t]), strict=True))
@@ -245,7 +245,7 @@ def run_gate(
             logger.warning("gate attempt %d: %s", index, attempt.describe())
             continue
         logits = onnx_logits(attempt.quantization.path, encoder, texts, **run)
-        attempt.evaluation = evaluate("onnx_int8", logits, labels, label_names, **by)
+        attempt.evaluation = evaluate("onnx_int8", logits, labels, label_names, domains)
         figures = compare(fp32, attempt.evaluation)
         attempt.drop = figures["accuracy_drop_points"]
         attempt.agreement = figures["agreement"]
