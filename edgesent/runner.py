@@ -45,7 +45,7 @@ DEFAULT_BATCH_SIZE = 32
 # Padded tokens (texts × longest text) per model call: 2 reviews of 256 tokens, or 16 of
 # 32. Attention holds batch × heads × length² floats, so this bounds the peak and with it
 # the arena. On 3,000 real reviews budgets of 256 to 768 ran within noise of each other,
-# and 1,024 held 25 MB more (examples/default_model/memory_check.py takes a budget).
+# and 1,024 held 21 MB more (examples/default_model/runtime_options.py).
 DEFAULT_TOKEN_BUDGET = 512
 # ONNX Runtime's arena keeps freed buffers for the next call. Bounded by the token budget
 # it holds a few tens of MB, and it runs real reviews about 3x faster than handing every
