@@ -171,7 +171,8 @@ def serve(model: Path | None, data: Path | None, requests: int, max_seconds: flo
     """Load-test `edgesent serve` with micro-batching on and off, on real reviews."""
     counts = [int(c) for c in clients.split(",") if c.strip()]
     texts = sample_reviews(data, 2000)
-    rows, rss = [], {}
+    cells: dict[str, list[dict[str, Any]]] = {}
+    rss: dict[str, dict[str, Any]] = {}
     extra = [*(["--model", str(model)] if model else []),
              *(["--threads", str(threads)] if threads else [])]
     # The default (gather what arrived while the model was busy), a wait for fuller
@@ -183,19 +184,20 @@ def serve(model: Path | None, data: Path | None, requests: int, max_seconds: flo
                                                      wait, *extra]))
                    for mode, (batch, wait) in modes.items()}
         for mode, (_, pid) in servers.items():
+            cells[mode] = []
             rss[mode] = {"start_mb": (proc_kb("VmRSS", pid) or 0) / 1024, "after_rounds_mb": []}
         for n in counts:
             for mode, (port, _) in servers.items():
                 load(port, n, texts[::-1], 2 * n + 10, 10)  # warm-up
                 batch, wait = modes[mode]
-                rows.append({"batching": f"{mode} ({batch}/{wait} ms)",
-                             **load(port, n, texts, requests, max_seconds)})
-                click.echo(rows[-1], err=True)
+                cells[mode].append({"batching": f"{mode} ({batch}/{wait} ms)",
+                                    **load(port, n, texts, requests, max_seconds)})
+                click.echo(cells[mode][-1], err=True)
         for _ in range(rss_rounds):
             for mode, (port, pid) in servers.items():
                 load(port, max(counts), texts, requests, max_seconds)
                 rss[mode]["after_rounds_mb"].append(round((proc_kb("VmRSS", pid) or 0) / 1024))
-    rows.sort(key=lambda row: list(modes).index(row["batching"].split(" (")[0]))
+    rows = [row for mode in modes for row in cells[mode]]  # grouped by server
     click.echo("\n".join(table(list(rows[0]), [list(r.values()) for r in rows])))
     for mode, r in rss.items():
         click.echo(f"\nServer RSS, batching {mode}: {r['start_mb']:.0f} MB at start; after each "

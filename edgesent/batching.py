@@ -124,7 +124,6 @@ class MicroBatcher(Generic[R]):
             raise BatcherClosedError("the batcher is not running")
         if not texts:
             return []
-        assert self._slots is not None
         if not self.enabled or self._idle():
             return await self._run_direct(list(texts))
         assert self._queue is not None
