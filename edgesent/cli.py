@@ -48,6 +48,7 @@ LAZY_COMMANDS = {
     "evaluate": "edgesent_export.cli",
     "export": "edgesent_export.cli",
     "build": "edgesent_export.cli",
+    "record-teacher": "edgesent_export.cli",
     "card": "edgesent.card",
 }
 # Output that must be written in place, never replaced by a renamed temporary file.

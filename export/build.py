@@ -124,6 +124,7 @@ def run_build(plan: BuildPlan) -> dict[str, Any]:
         result = distill(
             teacher_best, data, student_out, student_init=settings.student_init,
             unlabelled=plan.sources.read_unlabelled(), n_layers=settings.layers,
+            ffn=settings.ffn,
             config=plan.student, encoding=plan.encoding, temperature=settings.temperature,
             alpha=settings.alpha, logits_from=settings.teacher_logits,
             early_stop=settings.early_stop, resume=True,
@@ -214,6 +215,7 @@ def _package(
         },
         "student": {
             "layers": student_result.get("n_layers"),
+            "ffn": student_result.get("ffn"),
             "init": _init_label(plan),
             "distillation": student_result.get("distillation"),
             "val_teacher": student_result.get("val_teacher"),

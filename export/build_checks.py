@@ -22,6 +22,7 @@ from .provenance import looks_like_path
 from .sources import Source
 
 LAYER_KEYS = ("num_hidden_layers", "n_layers")
+FFN_KEYS = ("intermediate_size", "hidden_dim")
 POSITION_KEYS = ("max_position_embeddings",)
 # Teachers whose graph export_onnx accepts (input_ids, attention_mask only).
 ONNX_TEACHERS = ("mpnet", "distilbert")
@@ -60,6 +61,11 @@ def check_distill(teacher: str | os.PathLike[str], settings: Any, max_length: in
     source = init if init is not None else teacher
     if init_config is not None:
         check_model_fits(init_config, source, settings.layers, max_length)
+        units = next((init_config[k] for k in FFN_KEYS if isinstance(init_config.get(k), int)),
+                     None)
+        if settings.ffn is not None and units is not None and settings.ffn > units:
+            raise InputError(f"--student-ffn {settings.ffn}: {Path(source).name} has "
+                             f"{units} feed-forward units per layer; prune to 1..{units}")
     if teacher_config is not None and init is not None:
         check_model_fits(teacher_config, teacher, None, max_length)
     if settings.teacher_logits == "onnx-int8" and teacher_config is not None and \

@@ -1,4 +1,5 @@
-"""The build half's commands: ``edgesent train``, ``evaluate``, ``distill``, ``export``, ``build``.
+"""The build half's commands: ``edgesent train``, ``evaluate``, ``distill``, ``export``,
+``build``, ``record-teacher``.
 
 ``train``, ``distill`` and ``evaluate`` live here, ``export`` and ``build`` in
 :mod:`edgesent_export.build_cli`; the options they share are in
@@ -100,7 +101,8 @@ def distill(teacher: str, out_dir: str, layers: int | None, **opts: Any) -> None
     data = sources.format(val_fraction=opts["val_fraction"], seed=opts["seed"])
     result = run_distill(
         teacher, data, out_dir, student_init=settings.student_init,
-        unlabelled=sources.read_unlabelled(), n_layers=layers, config=train_config(opts),
+        unlabelled=sources.read_unlabelled(), n_layers=layers, ffn=settings.ffn,
+        config=train_config(opts),
         encoding=encoding_from(opts), temperature=settings.temperature, alpha=settings.alpha,
         logits_from=settings.teacher_logits, early_stop=settings.early_stop,
         resume=opts["resume"], progress=not opts["quiet"],
@@ -140,7 +142,34 @@ def evaluate(model: str, file: str, as_json: bool, **opts: Any) -> None:
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 
+@click.command("record-teacher")
+@click.argument("teacher_run", type=click.Path(exists=True, file_okay=False))
+@click.argument("logits", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--made-with", metavar="TEXT",
+              help="The command whose texts the logits cover, kept for whoever reuses them.")
+@user_errors(log=False)
+def record_teacher(teacher_run: str, logits: str, dest: str, made_with: str | None) -> None:
+    """Keep what distillation needs of a teacher, without its weights.
+
+    Writes DEST (a new directory): TEACHER_RUN's reports and config, and the teacher
+    LOGITS a distillation cached (its teacher_logits.npy), about 1 MB where the teacher
+    is hundreds. Distilling from DEST/best (--teacher) reads those logits; other texts or
+    settings are refused, since there are no weights to compute new ones.
+
+    \b
+    Example:
+      edgesent record-teacher runs/v2/teacher runs/v2/student/teacher_logits.npy \\
+          teachers/mpnet-v2
+      edgesent build runs/v2b --teacher teachers/mpnet-v2/best --sources sources.json
+    """
+    from .teacher_record import write_record
+
+    best = write_record(teacher_run, logits, dest, made_with)
+    click.echo(f"teacher record written: distil with --teacher {best}")
+
+
 def register_commands(group: click.Group) -> None:
     """Attach the build-half commands to the ``edgesent`` group."""
-    for command in (train, evaluate, distill, export, build):
+    for command in (train, evaluate, distill, export, build, record_teacher):
         group.add_command(command)

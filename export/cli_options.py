@@ -153,6 +153,10 @@ def distill_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True, type=click.Choice(TEACHER_LOGITS),
                      help="Compute the teacher's soft labels with PyTorch, or with its int8 "
                      "ONNX export through ONNX Runtime (faster on a CPU, close to fp32)."),
+        click.option("--student-ffn", type=POSITIVE_INT, default=None, metavar="UNITS",
+                     help="Prune each student layer's feed-forward block to this many units "
+                     "(the strongest by weight norm) [default: the initialisation's, 1536 "
+                     "for MiniLM-L6]."),
         click.option("--early-stop", default=DistillSettings.early_stop, show_default=True,
                      type=click.Choice(EARLY_STOP),
                      help="What the student's validation watches for the best weights and "
@@ -167,7 +171,7 @@ def distill_settings(opts: Mapping[str, Any], layers: int | None) -> Any:
     init = opts["student_init"]
     return DistillSettings(layers, opts["temperature"], opts["alpha"],
                            Path(init) if init else None, opts["teacher_logits"],
-                           opts["early_stop"])
+                           opts["early_stop"], opts["student_ffn"])
 
 
 def quantization_options(func: Callable[..., Any]) -> Callable[..., Any]:

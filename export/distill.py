@@ -35,6 +35,8 @@ from edgesent.tokenization import EncodingSettings
 from .data import FormattedData, Review, dedup_key
 from .distributed import main_process_first, main_process_only
 from .student import make_student
+from .teacher_record import LOGITS_FILE as TEACHER_LOGITS_FILE
+from .teacher_record import recorded_logits, teacher_identity
 from .torch_data import IGNORE_LABEL, EncodedSet, predict_logits
 from .training import LossFn, TrainConfig
 from .training_run import (
@@ -46,9 +48,6 @@ from .training_run import (
 
 logger = logging.getLogger(__name__)
 
-TEACHER_LOGITS_FILE = "teacher_logits.npy"
-# What a teacher identity hashes besides its weights.
-IDENTITY_FILES = ("config.json", "tokenizer.json", "vocab.txt")
 # Where a teacher's logits come from: its PyTorch model, or its int8 ONNX graph.
 TEACHER_LOGITS = ("torch", "onnx-int8")
 # Texts per saved chunk of teacher logits (minutes of a big teacher on a CPU).
@@ -75,6 +74,7 @@ class DistillSettings:
     student_init: Path | None = None
     teacher_logits: str = "torch"
     early_stop: str = "loss"
+    ffn: int | None = None  # feed-forward units per layer (None: the initialisation's)
 
     def __post_init__(self) -> None:
         if self.early_stop not in EARLY_STOP:
@@ -90,6 +90,9 @@ class DistillSettings:
             raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
         if self.layers is not None and self.layers < 1:
             raise ValueError(f"the student needs at least 1 layer, got {self.layers}")
+        if self.ffn is not None and self.ffn < 1:
+            raise ValueError(f"the student's feed-forward blocks need at least 1 unit, "
+                             f"got {self.ffn}")
 
 
 def distillation_loss(temperature: float = DistillSettings.temperature,
@@ -149,6 +152,10 @@ def teacher_logits(
         raise ValueError(f"teacher logits from {source!r}: expected one of {TEACHER_LOGITS}")
     identity = teacher_identity(teacher)
     digest = _fingerprint(texts, f"{identity}|{source}|{json.dumps(asdict(encoding))}")
+    about = {"teacher": identity, "source": source, "texts": len(texts)}
+    recorded = recorded_logits(teacher, digest)  # a teacher record: its logits, or an error
+    if recorded is not None:
+        return cached_logits(cache, digest, lambda: recorded, about)
 
     def run(part: Sequence[str]) -> np.ndarray:
         encoder = make_encoder(load_tokenizer(teacher), encoding)
@@ -178,11 +185,13 @@ def teacher_logits(
         shutil.rmtree(parts, ignore_errors=True)
         return logits
 
-    return cached_logits(cache, digest, compute)
+    return cached_logits(cache, digest, compute, about)
 
 
-def cached_logits(cache: Path | None, fingerprint: str, compute: Any) -> np.ndarray:
-    """``compute()``, or what ``cache`` holds when it was written for ``fingerprint``."""
+def cached_logits(cache: Path | None, fingerprint: str, compute: Any,
+                  about: dict[str, Any] | None = None) -> np.ndarray:
+    """``compute()``, or what ``cache`` holds when it was written for ``fingerprint``;
+    ``about`` (the teacher, source, text count) is written beside the fingerprint."""
     if cache is not None and cache.exists():
         meta = cache.with_suffix(".json")
         if meta.exists() and json.loads(meta.read_text()).get("fingerprint") == fingerprint:
@@ -191,7 +200,8 @@ def cached_logits(cache: Path | None, fingerprint: str, compute: Any) -> np.ndar
     logits = compute()
     if cache is not None:
         np.save(cache, logits, allow_pickle=False)
-        cache.with_suffix(".json").write_text(json.dumps({"fingerprint": fingerprint}))
+        stamp = {"fingerprint": fingerprint, **(about or {})}
+        cache.with_suffix(".json").write_text(json.dumps(stamp))
     return logits
 
 
@@ -252,22 +262,6 @@ def _torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
-
-
-def teacher_identity(teacher: str | Path) -> str:
-    """A digest of a teacher directory's config, tokenizer and weights: cached logits of
-    another teacher (a retrained one, in the same place) must not be reused."""
-    root = Path(teacher)
-    if not root.is_dir():  # a hub id: its name is all there is
-        return str(teacher)
-    digest = hashlib.sha256()
-    for path in sorted(root.iterdir()):
-        if path.name in IDENTITY_FILES or path.suffix in (".safetensors", ".bin"):
-            digest.update(path.name.encode() + b"\0")
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
 
 
 def _fingerprint(texts: Sequence[str], teacher_id: str = "") -> str:
@@ -347,6 +341,7 @@ def distill(
     student_init: str | Path | None = None,
     unlabelled: Sequence[Review] = (),
     n_layers: int | None = None,
+    ffn: int | None = None,
     config: TrainConfig | None = None,
     encoding: EncodingSettings | None = None,
     temperature: float = DistillSettings.temperature,
@@ -361,11 +356,12 @@ def distill(
     The student starts from ``student_init`` (default: the teacher), every other layer;
     the teacher may be any width and architecture transformers classifies with (MPNet,
     BERT, DistilBERT), since only its logits are used, each computed on the text through
-    the teacher's own tokenizer (``logits_from``: see :func:`teacher_logits`).
+    the teacher's own tokenizer (``logits_from``: see :func:`teacher_logits`). ``ffn``
+    prunes the student's feed-forward blocks (:func:`~edgesent_export.student.prune_ffn`).
     ``early_stop`` picks what validation watches (:func:`early_stop_monitor`).
     """
     settings = DistillSettings(n_layers, temperature, alpha, teacher_logits=logits_from,
-                               early_stop=early_stop)
+                               early_stop=early_stop, ffn=ffn)
     config = config or TrainConfig()
     encoding = encoding or EncodingSettings()
     init = Path(student_init) if student_init is not None else teacher
@@ -393,7 +389,8 @@ def distill(
     logger.info(
         "distilling over %d labelled and %d unlabelled reviews", len(data.train), len(extra)
     )
-    student = make_student(_student_source(init, data.labels), n_layers=settings.layers)
+    student = make_student(_student_source(init, data.labels), n_layers=settings.layers,
+                           ffn=settings.ffn)
     result = train_and_report(
         student, tokenizer, encoder, data, out, config, train_set=train_set, val_set=val_set,
         loss_fn=distillation_loss(settings.temperature, settings.alpha), started=started,
@@ -404,6 +401,7 @@ def distill(
             "teacher": str(teacher),
             "student_init": str(init),
             "n_layers": student.config.n_layers,
+            "ffn": student.config.hidden_dim,
             "distillation": {"temperature": settings.temperature, "alpha": settings.alpha,
                              "labelled": len(data.train), "unlabelled": len(extra),
                              "teacher_logits": logits_from, "early_stop": early_stop},

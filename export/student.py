@@ -10,6 +10,10 @@ when the student keeps half) initialises the student's layers. BERT-family teach
 segment, so its row 0 is added to the position embeddings, which is exact. The run half
 therefore always serves one graph: ``input_ids``, ``attention_mask`` → ``logits``.
 
+``ffn`` prunes every layer's feed-forward block to that many hidden units, keeping those
+whose input and output weights carry the most (the product of their L2 norms), as
+magnitude pruning of structured units does; distillation then retrains what is left.
+
 >>> student = make_student("runs/teacher/best", n_layers=3)  # doctest: +SKIP
 >>> student.config.n_layers  # doctest: +SKIP
 3
@@ -93,12 +97,14 @@ def student_config(teacher_config: Any, n_layers: int) -> Any:
 
 
 def make_student(
-    teacher: str | Path | Any, n_layers: int | None = None, layers: Sequence[int] | None = None
+    teacher: str | Path | Any, n_layers: int | None = None, layers: Sequence[int] | None = None,
+    ffn: int | None = None,
 ) -> Any:
     """A ``DistilBertForSequenceClassification`` initialised from ``teacher``.
 
     ``teacher`` is a fine-tuned model or its directory. ``n_layers`` defaults to half the
-    teacher's depth; ``layers`` picks the teacher layers explicitly.
+    teacher's depth; ``layers`` picks the teacher layers explicitly; ``ffn`` (at most the
+    teacher's) prunes each feed-forward block to that many units (:func:`prune_ffn`).
     """
     import torch
     from transformers import AutoModelForSequenceClassification, DistilBertForSequenceClassification
@@ -109,12 +115,16 @@ def make_student(
     n_teacher = config.n_layers if config.model_type == "distilbert" else config.num_hidden_layers
     if layers is None:
         layers = choose_layers(n_teacher, n_layers or max(1, n_teacher // 2))
-    student = DistilBertForSequenceClassification(student_config(config, len(layers)))
+    student_cfg = student_config(config, len(layers))
     source = teacher.state_dict()
     if config.model_type == "distilbert":
         weights = _from_distilbert(source, layers)
     else:
         weights = _from_bert(source, layers)
+    if ffn is not None and ffn != student_cfg.hidden_dim:
+        weights = prune_ffn(weights, len(layers), ffn)
+        student_cfg.hidden_dim = ffn
+    student = DistilBertForSequenceClassification(student_cfg)
     missing, unexpected = student.load_state_dict(weights, strict=False)
     if unexpected:
         raise RuntimeError(f"unexpected student weights: {unexpected}")
@@ -123,10 +133,39 @@ def make_student(
     with torch.no_grad():
         student.eval()
     logger.info(
-        "student: %d of %d teacher layers (%s), %.1fM parameters",
-        len(layers), n_teacher, list(layers), student.num_parameters() / 1e6,
+        "student: %d of %d teacher layers (%s), FFN %d, %.1fM parameters",
+        len(layers), n_teacher, list(layers), student_cfg.hidden_dim,
+        student.num_parameters() / 1e6,
     )
     return student
+
+
+def prune_ffn(weights: dict[str, Any], n_layers: int, units: int) -> dict[str, Any]:
+    """DistilBERT student ``weights`` with each layer's feed-forward block cut to its
+    ``units`` strongest hidden units (by ‖lin1 row‖·‖lin2 column‖), in their order.
+
+    >>> import torch
+    >>> w = {"distilbert.transformer.layer.0.ffn.lin1.weight": torch.tensor([[1.0], [9.0], [3.0]]),
+    ...      "distilbert.transformer.layer.0.ffn.lin1.bias": torch.tensor([0.1, 0.2, 0.3]),
+    ...      "distilbert.transformer.layer.0.ffn.lin2.weight": torch.tensor([[1.0, 1.0, 1.0]])}
+    >>> prune_ffn(w, 1, 2)["distilbert.transformer.layer.0.ffn.lin1.bias"]
+    tensor([0.2000, 0.3000])
+    """
+    import torch
+
+    pruned = dict(weights)
+    for layer in range(n_layers):
+        name = f"distilbert.transformer.layer.{layer}.ffn."
+        lin1, lin2 = weights[name + "lin1.weight"], weights[name + "lin2.weight"]
+        if not 1 <= units <= lin1.shape[0]:
+            raise ValueError(f"the feed-forward block has {lin1.shape[0]} units; "
+                             f"keep 1..{lin1.shape[0]}, not {units}")
+        strength = lin1.norm(dim=1) * lin2.norm(dim=0)
+        keep = torch.sort(torch.topk(strength, units).indices).values
+        pruned[name + "lin1.weight"] = lin1[keep].clone()
+        pruned[name + "lin1.bias"] = weights[name + "lin1.bias"][keep].clone()
+        pruned[name + "lin2.weight"] = lin2[:, keep].clone()
+    return pruned
 
 
 def _from_distilbert(source: dict[str, Any], layers: Sequence[int]) -> dict[str, Any]:

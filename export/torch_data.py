@@ -110,9 +110,12 @@ def collate(
 
 
 def predict_logits(
-    model: Any, data: EncodedSet, pad_id: int, batch_size: int = 64, progress: bool = False
+    model: Any, data: EncodedSet, pad_id: int, batch_size: int = 64, progress: bool = False,
+    autocast_dtype: Any = None,
 ) -> np.ndarray:
-    """Logits of ``model`` over ``data``, in the original order."""
+    """Logits of ``model`` over ``data``, in the original order; under autocast to
+    ``autocast_dtype`` (bf16: twice fp32's speed for MPNet-base on a Zen 4 CPU) when
+    given, as training ran."""
     import torch
 
     device = next(model.parameters()).device
@@ -125,7 +128,8 @@ def predict_logits(
         from tqdm.auto import tqdm
 
         steps = tqdm(steps, desc="predict", unit="batch", leave=False)
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device.type, dtype=autocast_dtype,
+                                                enabled=autocast_dtype is not None):
         for start in steps:
             idx = order[start : start + batch_size]
             batch = collate(data, idx, pad_id, device)

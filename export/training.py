@@ -411,12 +411,12 @@ class Trainer:
     def _validation_logits(self) -> np.ndarray:
         """Validation logits of every row once: each process predicts its share."""
         if not self.dist.enabled:
-            return predict_logits(
-                self.model, self.val_set, self.pad_id, self.config.eval_batch_size
-            )
+            return predict_logits(self.model, self.val_set, self.pad_id,
+                                  self.config.eval_batch_size, autocast_dtype=self.autocast_dtype)
         rows = self.dist.shard(np.arange(len(self.val_set)))
         share = EncodedSet([self.val_set.ids[i] for i in rows], self.val_set.labels[rows])
-        mine = predict_logits(self.model, share, self.pad_id, self.config.eval_batch_size)
+        mine = predict_logits(self.model, share, self.pad_id, self.config.eval_batch_size,
+                              autocast_dtype=self.autocast_dtype)
         logits = np.zeros((len(self.val_set), mine.shape[1]), dtype=np.float32)
         for their_rows, theirs in self.dist.gather((rows, mine)):
             logits[their_rows] = theirs

@@ -38,7 +38,6 @@ from .torch_data import (
     EncodedSet,
     evaluate_logits,
     predict_logits,
-    select_device_and_precision,
 )
 from .training import LossFn, Monitor, TrainConfig, Trainer
 
@@ -190,14 +189,16 @@ def train_and_report(
         return TrainingResult(out, trainer.best_dir, summary["val"], summary["test"],
                               summary["wall_seconds"], summary["stopped_early"])
 
-    device, _ = select_device_and_precision("fp32")
-    best = load_classifier(trainer.best_dir, data.labels).to(device)
-    val_logits = predict_logits(best, val_set, encoder.pad_id, config.eval_batch_size)
+    best = load_classifier(trainer.best_dir, data.labels).to(trainer.device)
+    dtype = trainer.autocast_dtype  # scored in the precision it trained in
+    val_logits = predict_logits(best, val_set, encoder.pad_id, config.eval_batch_size,
+                                autocast_dtype=dtype)
     val_metrics = evaluate_logits(val_logits, val_set.labels, data.labels)
     test_metrics = {}
     for name, reviews in data.test.items():
         test_set = encode_reviews(encoder, reviews, data.labels)
-        logits = predict_logits(best, test_set, encoder.pad_id, config.eval_batch_size, progress)
+        logits = predict_logits(best, test_set, encoder.pad_id, config.eval_batch_size,
+                                progress, autocast_dtype=dtype)
         test_metrics[name] = evaluate_logits(logits, test_set.labels, data.labels)
         test_metrics[name]["per_domain"] = per_domain_accuracy(reviews, logits, data.labels)
         write_predictions(out / f"predictions_{name}.csv", reviews, logits, data.labels)
@@ -213,6 +214,7 @@ def train_and_report(
         "steps": state.global_step,
         "config": vars(config),
         "encoding": asdict(encoder.settings),
+        "scored_in": str(dtype or "torch.float32").removeprefix("torch."),
         "architecture": architecture(best),
         **(record or {}),
     }

@@ -129,3 +129,34 @@ def test_unsupported_teachers() -> None:
         make_student(_tiny("roberta"))
     with pytest.raises(ValueError, match="absolute position embeddings"):
         make_student(_tiny("bert", position_embedding_type="relative_key"))
+
+
+def test_pruning_silent_ffn_units_keeps_the_logits(tiny_distilbert_dir: Path) -> None:
+    """Units whose weights are zero add nothing: pruning exactly them is exact, and the
+    strongest units are the ones kept."""
+    teacher = load_model(tiny_distilbert_dir).eval()
+    units = teacher.config.hidden_dim
+    silent = torch.arange(units) % 2 == 1  # every other unit contributes nothing
+    with torch.no_grad():
+        for layer in teacher.distilbert.transformer.layer:
+            layer.ffn.lin1.weight[silent] = 0.0
+            layer.ffn.lin1.bias[silent] = 0.0
+            layer.ffn.lin2.weight[:, silent] = 0.0
+    student = make_student(teacher, layers=[0, 1], ffn=units // 2).eval()
+    assert student.config.hidden_dim == units // 2
+    assert student.distilbert.transformer.layer[0].ffn.lin1.weight.shape[0] == units // 2
+    kept = teacher.distilbert.transformer.layer[1].ffn.lin2.weight[:, ~silent]
+    torch.testing.assert_close(student.distilbert.transformer.layer[1].ffn.lin2.weight, kept)
+    batch = _batch(tiny_distilbert_dir)
+    with torch.no_grad():
+        torch.testing.assert_close(student(**batch).logits, teacher(**batch).logits,
+                                   atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="keep 1"):
+        make_student(teacher, layers=[0], ffn=units + 1)
+
+
+def test_a_pruned_bert_student_has_the_pruned_width(tiny_bert_dir: Path) -> None:
+    student = make_student(tiny_bert_dir, n_layers=1, ffn=8)
+    assert student.config.hidden_dim == 8
+    assert student.distilbert.transformer.layer[0].ffn.lin2.weight.shape[1] == 8
+    assert student(**_batch(tiny_bert_dir)).logits.shape == (len(TEXTS), 2)

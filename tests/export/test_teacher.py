@@ -187,6 +187,10 @@ def test_an_mpnet_teacher_needs_a_student_init(mpnet_dir: Path, tiny_bert_dir: P
         check_distill(tiny_bert_dir, DistillSettings(teacher_logits="onnx-int8"), 48)
     with pytest.raises(InputError, match=r"--max-length 200: .*128 positions"):
         check_distill(mpnet_dir, DistillSettings(student_init=tiny_bert_dir), 200)
+    units = json.loads((tiny_bert_dir / "config.json").read_text())["intermediate_size"]
+    check_distill(mpnet_dir, DistillSettings(student_init=tiny_bert_dir, ffn=units), 48)
+    with pytest.raises(InputError, match=rf"--student-ffn {units + 1}: .* {units} feed-forward"):
+        check_distill(mpnet_dir, DistillSettings(student_init=tiny_bert_dir, ffn=units + 1), 48)
 
 
 def test_distill_command_with_a_student_init_and_onnx_logits(
@@ -202,13 +206,14 @@ def test_distill_command_with_a_student_init_and_onnx_logits(
     one_line_error(result, "'mpnet' model cannot initialise", "--student-init")
     result = CliRunner().invoke(main, [*common, "--layers", "2", "--student-init",
                                        str(tiny_bert_dir), "--teacher-logits", "onnx-int8",
-                                       "--early-stop", "agreement"])
+                                       "--early-stop", "agreement", "--student-ffn", "16"])
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "s" / "result.json").read_text("utf-8"))
     assert record["distillation"]["teacher_logits"] == "onnx-int8"
     assert record["distillation"]["early_stop"] == "agreement"
     assert (tmp_path / "s" / "teacher-onnx" / "int8" / "model.onnx").is_file()
-    assert load_model(tmp_path / "s" / "best").config.dim == 32
+    student = load_model(tmp_path / "s" / "best")
+    assert student.config.dim == 32 and student.config.hidden_dim == 16 == record["ffn"]
 
 
 def test_teacher_logits_resume_at_the_last_saved_chunk(
