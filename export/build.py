@@ -211,11 +211,13 @@ def _package(
         "teacher": {
             "path": _inside(teacher_dir, plan.out_dir),
             "architecture": _architecture(teacher_dir),
+            "trained_on": teacher_result.get("hardware"),
             "test": {k: v.get("accuracy") for k, v in teacher_result.get("test", {}).items()},
         },
         "student": {
             "layers": student_result.get("n_layers"),
             "ffn": student_result.get("ffn"),
+            "trained_on": student_result.get("hardware"),
             "init": _init_label(plan),
             "distillation": student_result.get("distillation"),
             "val_teacher": student_result.get("val_teacher"),

@@ -4,6 +4,7 @@ device and precision, length-grouped batches, padding, prediction and evaluation
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,33 @@ def select_device_and_precision(precision: str) -> tuple[Any, Any]:
             raise ValueError("fp16 training needs a CUDA GPU; use bf16 or fp32 on the CPU")
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     return device, dtype
+
+
+def hardware(device: Any) -> dict[str, Any]:
+    """What a run trained on, for its report: the device type, its name (the GPU's, or
+    the CPU model) and the processes and threads it used."""
+    import platform
+
+    import torch
+
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = _cpu_model() or platform.processor() or platform.machine()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return {"device": device.type, "name": name, "processes": world,
+            "threads": torch.get_num_threads()}
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def _cpu_has_bf16() -> bool:

@@ -37,6 +37,7 @@ from .torch_data import (
     IGNORE_LABEL,
     EncodedSet,
     evaluate_logits,
+    hardware,
     predict_logits,
 )
 from .training import LossFn, Monitor, TrainConfig, Trainer
@@ -215,6 +216,7 @@ def train_and_report(
         "config": vars(config),
         "encoding": asdict(encoder.settings),
         "scored_in": str(dtype or "torch.float32").removeprefix("torch."),
+        "hardware": hardware(trainer.device),
         "architecture": architecture(best),
         **(record or {}),
     }

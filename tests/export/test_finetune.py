@@ -84,6 +84,9 @@ def test_finetune_learns_and_writes_every_output(
     assert record["steps"] == 6 * steps_per_epoch and record["stopped_early"] is False
     assert record["best_step"] in [h["step"] for h in history]
     assert record["config"]["batch_size"] == 8 and record["base_model"] == str(tiny_distilbert_dir)
+    assert record["scored_in"] == "float32"  # the tiny config trains in fp32
+    assert record["hardware"]["device"] == "cpu" and record["hardware"]["threads"] == 1
+    assert record["hardware"]["name"]
 
     summary = json.loads((out / "data_summary.json").read_text("utf-8"))
     assert summary["encoding"] == {"max_length": 48, "truncation": "head_tail", "head_tokens": 16}
