@@ -45,6 +45,9 @@ from .training_run import RESULT_FILE, TrainingResult
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "build_summary.json"
+# Where a build may end early: the teacher trained, or its logits cached as well (what
+# edgesent record-teacher keeps).
+STOP_AFTER = ("teacher", "logits")
 
 
 @dataclass
@@ -73,6 +76,12 @@ class BuildPlan:
     name: str | None = None
     licences: dict[str, str] = field(default_factory=dict)
     progress: bool = True
+    # end after this stage (one of STOP_AFTER): a big teacher's stages in one session
+    stop_after: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.stop_after not in (None, *STOP_AFTER):
+            raise ValueError(f"stop after {self.stop_after!r}: expected one of {STOP_AFTER}")
 
 
 def _done(stage_dir: Path) -> bool:
@@ -116,6 +125,8 @@ def run_build(plan: BuildPlan) -> dict[str, Any]:
         timings["teacher"] = time.perf_counter() - t0
 
     student_out = out / "student"
+    if plan.stop_after is not None:
+        return _stop_early(plan, data, teacher_best, student_out, timings, started)
     if _done(student_out):
         logger.info("student: done already (%s), skipping", student_out / RESULT_FILE)
     else:
@@ -177,6 +188,37 @@ def _finish(plan: BuildPlan, data: Any, teacher_best: Path, timings: dict[str, f
         "metrics": metrics,
     }
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
+    return summary
+
+
+def _stop_early(plan: BuildPlan, data: Any, teacher_best: Path, student_out: Path,
+                timings: dict[str, float], started: float) -> dict[str, Any]:
+    """End after the teacher, or after caching its logits where the student stage will
+    look for them; the summary says where it stopped and what comes next."""
+    from .distill import TEACHER_LOGITS_FILE, TEACHER_ONNX_DIR, distillation_texts, teacher_logits
+    from .distributed import main_process_first
+
+    logits = student_out / TEACHER_LOGITS_FILE
+    if plan.stop_after == "logits":
+        t0 = time.perf_counter()
+        student_out.mkdir(parents=True, exist_ok=True)
+        _, texts = distillation_texts(data, plan.sources.read_unlabelled())
+        with main_process_first():
+            teacher_logits(teacher_best, texts, plan.encoding,
+                           source=plan.distillation.teacher_logits, cache=logits,
+                           work_dir=student_out / TEACHER_ONNX_DIR,
+                           threads=plan.student.threads, progress=plan.progress)
+        timings["logits"] = time.perf_counter() - t0
+    summary = {
+        "out_dir": str(plan.out_dir),
+        "stopped_after": plan.stop_after,
+        "teacher": str(teacher_best),
+        "teacher_logits": str(logits) if plan.stop_after == "logits" else None,
+        "stage_seconds": {k: round(v, 1) for k, v in timings.items()},
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    if context().is_main:
+        (plan.out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
     return summary
 
 

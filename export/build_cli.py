@@ -10,6 +10,7 @@ import click
 
 from . import DEFAULT_BASE_MODEL
 from . import cli_options as shared
+from .build import STOP_AFTER
 
 
 @click.command()
@@ -37,6 +38,9 @@ from . import cli_options as shared
               show_default=True)
 @click.option("--licence", "licences", multiple=True, metavar="FILE=LICENCE",
               help="Licence statement of a data file, recorded in the manifest.")
+@click.option("--stop-after", type=click.Choice(STOP_AFTER), default=None,
+              help="End after this stage: the teacher, or its logits cached too (keep "
+              "them with edgesent record-teacher and distil another day).")
 @shared.user_errors()
 def build(out_dir: str, **opts: Any) -> None:
     """Build a bundle from reviews: fine-tune, distil, export, quantize, gate, package.
@@ -69,10 +73,17 @@ def build(out_dir: str, **opts: Any) -> None:
         encoding=shared.encoding_from(opts), val_fraction=opts["val_fraction"], seed=opts["seed"],
         vocab_min_count=opts["vocab_min_count"], gate=shared.gate_config_from(opts),
         name=opts["name"], licences=shared.pairs(opts["licences"], "--licence", "FILE=LICENCE"),
-        progress=not opts["quiet"],
+        progress=not opts["quiet"], stop_after=opts["stop_after"],
     )
     summary = run_build(plan)
-    if is_main_process():  # under torchrun, the other ranks end quietly
+    if not is_main_process():  # under torchrun, the other ranks end quietly
+        return
+    if summary.get("stopped_after"):
+        click.echo(f"stopped after the {summary['stopped_after']} stage "
+                   f"({summary['wall_seconds']:.0f} s): teacher {summary['teacher']}"
+                   + (f", logits {summary['teacher_logits']}" if summary["teacher_logits"]
+                      else ""))
+    else:
         click.echo(build_table(summary, threads=opts["threads"] or 1))
         click.echo(f"bundle: {summary['bundle']}")
 

@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 # Where a teacher's logits come from: its PyTorch model, or its int8 ONNX graph.
 TEACHER_LOGITS = ("torch", "onnx-int8")
+# Where, in a student's run directory, the teacher's int8 graph is made.
+TEACHER_ONNX_DIR = "teacher-onnx"
 # Texts per saved chunk of teacher logits (minutes of a big teacher on a CPU).
 LOGIT_CHUNK = 4096
 # What early stopping on validation may watch (see early_stop_monitor).
@@ -371,12 +373,11 @@ def distill(
         import torch
 
         torch.set_num_threads(config.threads)
-    extra = _new_unlabelled(data, unlabelled)
-    train_rows = [*data.train, *extra]
-    texts = [r.text for r in [*train_rows, *data.val]]
+    train_rows, texts = distillation_texts(data, unlabelled)
+    extra = train_rows[len(data.train):]
     with main_process_first():  # rank 0 computes and caches them; the others read the cache
         logits = teacher_logits(teacher, texts, encoding, source=logits_from,
-                                cache=out / TEACHER_LOGITS_FILE, work_dir=out / "teacher-onnx",
+                                cache=out / TEACHER_LOGITS_FILE, work_dir=out / TEACHER_ONNX_DIR,
                                 threads=config.threads, progress=progress)
     train_set = encode_reviews(encoder, train_rows, data.labels)
     train_set.teacher_logits = logits[: len(train_rows)]
@@ -469,6 +470,14 @@ def _student_source(init: str | Path, labels: Sequence[str]) -> Any:
 
     _check_labels(init, labels, "student initialisation")
     return load_classifier(init, labels)
+
+
+def distillation_texts(data: FormattedData, unlabelled: Sequence[Review]
+                       ) -> tuple[list[Review], list[str]]:
+    """The rows a student trains on (the labelled ones, then the new unlabelled ones) and
+    the texts the teacher's logits cover: those rows, then the validation rows."""
+    train_rows = [*data.train, *_new_unlabelled(data, unlabelled)]
+    return train_rows, [r.text for r in [*train_rows, *data.val]]
 
 
 def _new_unlabelled(data: FormattedData, unlabelled: Sequence[Review]) -> list[Review]:

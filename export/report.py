@@ -23,6 +23,8 @@ from edgesent.output import markdown_table
 from edgesent.runner import Runner
 from edgesent.tokenization import TextEncoder
 
+from .teacher_record import has_weights
+
 TYPICAL_REVIEW = (
     "I bought this blender for smoothies and it worked well for the first month, but then "
     "the motor started to smell and the lid cracked. Customer service was polite yet slow, "
@@ -51,9 +53,10 @@ def _time_calls(calls: dict[str, Callable[[], Any]], repeats: int = 30) -> dict[
 
 
 def measure_latency(
-    teacher_dir: Path, student_onnx: Path | None, bundle_dir: Path, threads: int = 1
+    teacher_dir: Path | None, student_onnx: Path | None, bundle_dir: Path, threads: int = 1
 ) -> dict[str, float]:
-    """Median milliseconds per single typical review, for each of the three models."""
+    """Median milliseconds per single typical review, for each of the three models (the
+    teacher's only when ``teacher_dir`` is given)."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -64,19 +67,20 @@ def measure_latency(
     torch.set_num_threads(threads)
     bundle = load_bundle(bundle_dir)
     classifier = Classifier.load(bundle_dir, threads=threads)
-    teacher = AutoModelForSequenceClassification.from_pretrained(str(teacher_dir)).eval()
-    teacher_encoder = make_encoder(load_tokenizer(teacher_dir), bundle.encoding)
-    ids, mask = teacher_encoder.encode([TYPICAL_REVIEW])
-    t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
-
-    def run_teacher() -> None:
-        with torch.inference_mode():
-            teacher(input_ids=t_ids, attention_mask=t_mask)
-
     calls: dict[str, Callable[[], Any]] = {
-        "teacher (PyTorch fp32)": run_teacher,
         "student int8 (bundle)": lambda: classifier.predict(TYPICAL_REVIEW),
     }
+    if teacher_dir is not None:
+        teacher = AutoModelForSequenceClassification.from_pretrained(str(teacher_dir)).eval()
+        teacher_encoder = make_encoder(load_tokenizer(teacher_dir), bundle.encoding)
+        ids, mask = teacher_encoder.encode([TYPICAL_REVIEW])
+        t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
+
+        def run_teacher() -> None:
+            with torch.inference_mode():
+                teacher(input_ids=t_ids, attention_mask=t_mask)
+
+        calls["teacher (PyTorch fp32)"] = run_teacher
     if student_onnx is not None and student_onnx.exists():
         from tokenizers import Tokenizer
 
@@ -101,7 +105,8 @@ def build_table(summary: dict[str, Any], threads: int = 1) -> str:
     bundle_dir = Path(summary["bundle"])
     teacher_dir = Path(summary["teacher"])
     fp32 = find_fp32_onnx(out_dir / "work")
-    latency = measure_latency(teacher_dir, fp32, bundle_dir, threads=threads)
+    timed_teacher = teacher_dir if has_weights(teacher_dir) else None  # not a record
+    latency = measure_latency(timed_teacher, fp32, bundle_dir, threads=threads)
     manifest = json.loads((bundle_dir / "edgesent.json").read_text())
     teacher_result = json.loads((teacher_dir.parent / "result.json").read_text()) if (
         teacher_dir.parent / "result.json"

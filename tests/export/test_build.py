@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers_training import write_csv
+from helpers_training import one_line_error, write_csv
 
 from edgesent import Classifier, load_bundle
 from edgesent.cli import main
@@ -85,3 +85,44 @@ def test_rerun_skips_every_finished_stage(built) -> None:
     assert summary["stage_seconds"] == {}, "a finished stage ran again"
     after = {p: p.stat().st_mtime_ns for p in before}
     assert after == before
+
+
+def test_a_build_in_stages_through_a_teacher_record(
+        tmp_path: Path, tiny_bert_dir: Path, review_factory: Any) -> None:
+    """Session one: teacher and its logits (--stop-after logits), kept as a record.
+    Session two, without the teacher's weights: the student and the bundle from it."""
+    import numpy as np
+
+    write_csv(tmp_path / "train.csv", review_factory(120, seed=44).rows(), ["text", "label"])
+    write_csv(tmp_path / "test.csv", review_factory(30, seed=45).rows(), ["text", "label"])
+    data = ["--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+            *FAST]
+    first = CliRunner().invoke(main, ["build", str(tmp_path / "a"), "--model", str(tiny_bert_dir),
+                                      "--epochs", "1", "--stop-after", "logits", *data])
+    assert first.exit_code == 0, first.output
+    assert "stopped after the logits stage" in first.output
+    summary = json.loads((tmp_path / "a" / "build_summary.json").read_text())
+    assert summary["stopped_after"] == "logits" and set(summary["stage_seconds"]) == {
+        "teacher", "logits"}
+    logits = tmp_path / "a" / "student" / "teacher_logits.npy"
+    assert logits.is_file() and not (tmp_path / "a" / "student" / "result.json").exists()
+    assert not (tmp_path / "a" / "bundle").exists()
+
+    kept = CliRunner().invoke(main, ["record-teacher", str(tmp_path / "a" / "teacher"),
+                                     str(logits), str(tmp_path / "record")])
+    assert kept.exit_code == 0, kept.output
+    record = tmp_path / "record" / "best"
+    args = ["build", str(tmp_path / "b"), "--teacher", str(record), "--student-init",
+            str(tiny_bert_dir), "--student-layers", "1", "--student-epochs", "1", *data]
+    second = CliRunner().invoke(main, args)
+    assert second.exit_code == 0, second.output
+    np.testing.assert_array_equal(np.load(tmp_path / "b" / "student" / "teacher_logits.npy"),
+                                  np.load(logits))
+    teacher = load_bundle(tmp_path / "b" / "bundle").manifest["provenance"]["teacher"]
+    first_result = json.loads((tmp_path / "a" / "teacher" / "result.json").read_text())
+    assert teacher["test"]["test"] == first_result["test"]["test"]["accuracy"]
+    assert teacher["trained_on"]["device"] == "cpu"
+
+    shorter = CliRunner().invoke(main, ["build", str(tmp_path / "c"), *args[2:],
+                                        "--max-length", "40"])  # other logits: refused
+    one_line_error(shorter, "other texts or settings", "no weights")
