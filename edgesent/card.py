@@ -327,6 +327,7 @@ def _manifest_teacher(prov: Mapping[str, Any], manifest_path: Path) -> dict[str,
         "product_domains": {k: product_accuracy(v.get("per_domain"))
                             for k, v in test.items() if isinstance(v, Mapping)},
         "wall_seconds": teacher.get("wall_seconds"),
+        "train_seconds": teacher.get("train_seconds"),
     }
 
 
@@ -372,6 +373,7 @@ def _run_row(spec: str) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
         "product_domains": {k: product_accuracy(v.get("per_domain"))
                             for k, v in test.items() if isinstance(v, Mapping)},
         "wall_seconds": result.get("wall_seconds"),
+        "train_seconds": result.get("train_seconds"),
         "student": None,
     }
     student_path: Path | None = Path(student_spec) if student_spec else None

@@ -211,7 +211,8 @@ def _teachers(teachers: Sequence[Mapping[str, Any]]) -> list[str]:
         for part in (row, row.get("student") or {}):
             sets += [s for s in part.get("accuracy", {}) if s not in sets]
     header = ["teacher", "architecture", "layers × hidden", "parameters",
-              *(f"`{s}`" for s in sets), "product domains", "run wall time", "student",
+              *(f"`{s}`" for s in sets), "product domains", "training time", "run wall time",
+              "student",
               *(f"student `{s}`" for s in sets), "student product domains"]
     body = []
     for row in teachers:
@@ -220,15 +221,16 @@ def _teachers(teachers: Sequence[Mapping[str, Any]]) -> list[str]:
             f"`{row['teacher']}`", _num(row["model_type"]),
             f"{_num(row['layers'])} × {_num(row['hidden'])}", _params(row["parameters"]),
             *(_num(row["accuracy"].get(s)) for s in sets), _first(row["product_domains"]),
-            _seconds(row["wall_seconds"]),
+            _seconds(row.get("train_seconds")), _seconds(row["wall_seconds"]),
             f"{student['name']} ({student['graph']})" if student else MISSING,
             *(_num(student.get("accuracy", {}).get(s)) for s in sets),
             _first(student.get("product_domains") or {}),
         ])
     out = ["## Teachers compared", "",
            "Accuracy per test set; product domains: pooled over every domain but "
-           f"{', '.join(MOVIE_DOMAINS)} of the first set that records domains; run wall time: "
-           "training and scoring, as the run recorded it. Rows from:", ""]
+           f"{', '.join(MOVIE_DOMAINS)} of the first set that records domains; training time: "
+           "the kept training steps, summed over resumed runs; run wall time: training and "
+           "scoring, as the run's last process recorded it. Rows from:", ""]
     out += [f"- `{row['teacher']}`: `{row['source']}`"
             + (f"; student: `{row['student']['source']}`" if row.get("student") else "")
             for row in teachers]

@@ -254,7 +254,10 @@ def _package(
             "path": _inside(teacher_dir, plan.out_dir),
             "architecture": _architecture(teacher_dir),
             "trained_on": teacher_result.get("hardware"),
-            "test": {k: v.get("accuracy") for k, v in teacher_result.get("test", {}).items()},
+            "wall_seconds": teacher_result.get("wall_seconds"),
+            "train_seconds": teacher_result.get("train_seconds"),
+            "test": {k: {"accuracy": v.get("accuracy"), "per_domain": v.get("per_domain")}
+                     for k, v in teacher_result.get("test", {}).items()},
         },
         "student": {
             "layers": student_result.get("n_layers"),

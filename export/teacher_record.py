@@ -34,7 +34,7 @@ LOGITS_FILE = "teacher_logits.npy"
 IDENTITY_FILES = ("config.json", "tokenizer.json", "vocab.txt")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 # What a record keeps of the teacher run around ``best/`` (when the run has them).
-RUN_FILES = ("result.json", "history.json", "curves.png", "data_summary.json")
+RUN_FILES = ("result.json", "history.json", "curves.png")
 
 
 def has_weights(model_dir: str | Path) -> bool:

@@ -89,6 +89,7 @@ class TrainState:
     accumulation: int = 1
     running_loss: float | None = None  # smoothed training loss, kept so a resume continues it
     oom_backoffs: list[dict[str, int]] = field(default_factory=list)
+    train_seconds: float = 0.0  # time in the kept training steps, summed over resumes
     finished: bool = False
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -255,7 +256,9 @@ class Trainer:
                 indices = batches[self.state.batch_in_epoch]
                 started = time.perf_counter()
                 loss = self._step(indices)
-                self._cost.add(len(indices), time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                self._cost.add(len(indices), seconds)
+                self.state.train_seconds += seconds
                 running = self.state.running_loss
                 running = loss if running is None else 0.98 * running + 0.02 * loss
                 self.state.running_loss = running

@@ -210,6 +210,7 @@ def train_and_report(
         "val": val_metrics,
         "test": test_metrics,
         "wall_seconds": result.wall_seconds,
+        "train_seconds": round(state.train_seconds, 1),
         "stopped_early": result.stopped_early,
         "best_step": state.best_step,
         "steps": state.global_step,

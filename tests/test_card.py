@@ -30,6 +30,7 @@ TEACHER_RESULT = {  # the shape export/training_run.py writes
                                         "dvd": {"accuracy": 0.6, "n": 5},
                                         "MR": {"accuracy": 0.0, "n": 3}}}},
     "wall_seconds": 7412.5,
+    "train_seconds": 6900.0,
     "config": {"epochs": 0.3, "batch_size": 16},
     "architecture": {"model_type": "mpnet", "num_hidden_layers": 12, "hidden_size": 768,
                      "vocab_size": 30527, "parameters": 109488002},
@@ -107,7 +108,7 @@ def test_the_shipped_bundle_card_carries_its_manifest_figures() -> None:
     teacher = _row(card, "`runs/build-L3/teacher/best`")
     assert teacher[1:3] == ["bert", "6 × 384"]
     assert teacher[3] == MISSING  # the manifest records no parameter count
-    assert teacher[4] == "0.9076" and teacher[9] == "0.8960"  # teacher and its int8 student
+    assert teacher[4] == "0.9076" and teacher[10] == "0.8960"  # teacher and its int8 student
     assert "edgesent card " in card.splitlines()[2]
 
 
@@ -130,11 +131,13 @@ def test_teacher_rows_from_a_run_and_per_domain_tables(rich_bundle: Path, tmp_pa
     assert row[1:4] == ["mpnet", "12 × 768", "109.5M"]
     assert row[4] == "0.9000"  # heldout accuracy
     assert row[5] == f"{(1.0 * 5 + 0.6 * 5) / 10:.4f}"  # product domains: MR left out
-    assert row[6] == "7,412 s (2.06 h)" and row[7] == MISSING  # no student named
+    assert row[6] == "6,900 s (1.92 h)" and row[7] == "7,412 s (2.06 h)"
+    assert row[8] == MISSING  # no student named
     own = _row(card, "`teacher/best`")
     assert own[1:3] == ["distilbert", "2 × 32"] and own[4] == "0.8500"
-    assert own[8] == "0.8000"  # the bundle's int8 accuracy
-    assert own[9] == f"{(0.75 * 4 + 1.0 * 4) / 8:.4f}"  # its product domains, imdb left out
+    assert own[6] == MISSING  # the manifest records no training time
+    assert own[9] == "0.8000"  # the bundle's int8 accuracy
+    assert own[10] == f"{(0.75 * 4 + 1.0 * 4) / 8:.4f}"  # its product domains, imdb left out
     assert _row(card, "books")[1:] == ["4", "0.7500"]
     assert "Product domains (all but imdb, MR), pooled: onnx_int8 0.8750." in card
     assert _row(card, "validation NLL")[1:] == [MISSING, MISSING]  # no calibration recorded
@@ -151,9 +154,9 @@ def test_a_build_folder_brings_its_student_and_a_named_student_too(
     card = _ok(_invoke(rich_bundle, "--teacher-run", build,
                        "--teacher-run", f"{other}={student}")).stdout
     from_build = _row(card, f"`{build}`")
-    assert from_build[7] == "tiny-test (bundle, int8)" and from_build[8] == "0.8000"
+    assert from_build[8] == "tiny-test (bundle, int8)" and from_build[9] == "0.8000"
     named = _row(card, f"`{tmp_path / 'mpnet-b'}`")
-    assert named[7] == "student (PyTorch fp32)" and named[8] == "0.7000"
+    assert named[8] == "student (PyTorch fp32)" and named[9] == "0.7000"
 
 
 def test_figures_a_run_does_not_record_show_as_missing(rich_bundle: Path, tmp_path: Path

@@ -120,8 +120,9 @@ def test_a_build_in_stages_through_a_teacher_record(
                                   np.load(logits))
     teacher = load_bundle(tmp_path / "b" / "bundle").manifest["provenance"]["teacher"]
     first_result = json.loads((tmp_path / "a" / "teacher" / "result.json").read_text())
-    assert teacher["test"]["test"] == first_result["test"]["test"]["accuracy"]
+    assert teacher["test"]["test"]["accuracy"] == first_result["test"]["test"]["accuracy"]
     assert teacher["trained_on"]["device"] == "cpu"
+    assert teacher["train_seconds"] == first_result["train_seconds"] > 0
 
     shorter = CliRunner().invoke(main, ["build", str(tmp_path / "c"), *args[2:],
                                         "--max-length", "40"])  # other logits: refused

@@ -85,6 +85,7 @@ def test_finetune_learns_and_writes_every_output(
     assert record["best_step"] in [h["step"] for h in history]
     assert record["config"]["batch_size"] == 8 and record["base_model"] == str(tiny_distilbert_dir)
     assert record["scored_in"] == "float32"  # the tiny config trains in fp32
+    assert 0 < record["train_seconds"] < record["wall_seconds"]
     assert record["hardware"]["device"] == "cpu" and record["hardware"]["threads"] == 1
     assert record["hardware"]["name"]
 
@@ -117,7 +118,8 @@ def test_killed_run_resumes_to_the_result_of_an_uninterrupted_run(
     partial = finetune(headless_dir, data, tmp_path / "run", config=killed, **kwargs)
     assert partial.val_metrics == {}
     assert not (tmp_path / "run" / RESULT_FILE).exists()
-    assert (tmp_path / "run" / "checkpoint" / "trainer_state.json").exists()
+    state = json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())
+    assert state["train_seconds"] > 0
 
     resumed = finetune(headless_dir, data, tmp_path / "run", config=config, resume=True,
                        **kwargs)
@@ -126,6 +128,7 @@ def test_killed_run_resumes_to_the_result_of_an_uninterrupted_run(
     ours = json.loads((tmp_path / "run" / RESULT_FILE).read_text("utf-8"))
     theirs = json.loads((tmp_path / "whole" / RESULT_FILE).read_text("utf-8"))
     assert (ours["best_step"], ours["steps"]) == (theirs["best_step"], theirs["steps"])
+    assert ours["train_seconds"] > state["train_seconds"]  # the killed run's steps count
     texts = [r.text for r in data.val]
     np.testing.assert_allclose(
         logits_of(load_model(resumed.model_dir), headless_dir, texts).numpy(),

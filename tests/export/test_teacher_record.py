@@ -83,7 +83,7 @@ def test_a_record_refuses_texts_and_settings_it_has_no_logits_for(
                         distilled["root"] / "rec3", made_with="the tiny fixture")
     init = distilled["teacher"].model_dir
     other = formatted(review_factory(80, seed=9))
-    with pytest.raises(InputError, match="other texts or settings.*the tiny fixture"):
+    with pytest.raises(InputError, match=r"other texts or settings.*the tiny fixture"):
         distill(best, other, distilled["root"] / "s1", n_layers=1, student_init=init,
                 config=tiny_config(stop_after_steps=1), encoding=TINY_ENCODING,
                 progress=False)

