@@ -194,7 +194,7 @@ def _finish(plan: BuildPlan, data: Any, teacher_best: Path, timings: dict[str, f
 def _stop_early(plan: BuildPlan, data: Any, teacher_best: Path, student_out: Path,
                 timings: dict[str, float], started: float) -> dict[str, Any]:
     """End after the teacher, or after caching its logits where the student stage will
-    look for them; the summary says where it stopped and what comes next."""
+    look for them; the summary says where it stopped."""
     from .distill import TEACHER_LOGITS_FILE, TEACHER_ONNX_DIR, distillation_texts, teacher_logits
     from .distributed import main_process_first
 
