@@ -23,7 +23,7 @@ from edgesent.output import markdown_table
 from edgesent.runner import Runner
 from edgesent.tokenization import TextEncoder
 
-from .teacher_record import has_weights
+from .teacher_record import is_record
 
 TYPICAL_REVIEW = (
     "I bought this blender for smoothies and it worked well for the first month, but then "
@@ -105,7 +105,7 @@ def build_table(summary: dict[str, Any], threads: int = 1) -> str:
     bundle_dir = Path(summary["bundle"])
     teacher_dir = Path(summary["teacher"])
     fp32 = find_fp32_onnx(out_dir / "work")
-    timed_teacher = teacher_dir if has_weights(teacher_dir) else None  # not a record
+    timed_teacher = None if is_record(teacher_dir) else teacher_dir  # a record has no weights
     latency = measure_latency(timed_teacher, fp32, bundle_dir, threads=threads)
     manifest = json.loads((bundle_dir / "edgesent.json").read_text())
     teacher_result = json.loads((teacher_dir.parent / "result.json").read_text()) if (

@@ -4,7 +4,6 @@ device and precision, length-grouped batches, padding, prediction and evaluation
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -79,8 +78,9 @@ def hardware(device: Any) -> dict[str, Any]:
         name = torch.cuda.get_device_name(device)
     else:
         name = _cpu_model() or platform.processor() or platform.machine()
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return {"device": device.type, "name": name, "processes": world,
+    from .distributed import context
+
+    return {"device": device.type, "name": name, "processes": context().world_size,
             "threads": torch.get_num_threads()}
 
 
