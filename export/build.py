@@ -296,10 +296,17 @@ def _init_label(plan: BuildPlan) -> str:
 
 
 def _inside(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` when inside it, else as :func:`model_label` names it."""
+    """``path`` relative to ``root`` when inside it, else as :func:`model_label` names it
+    (a run's or record's ``best`` folder with its parent's name, which tells it apart).
+
+    >>> _inside(Path("/elsewhere/teacher-mpnet/best"), Path("runs/v2"))
+    'teacher-mpnet/best'
+    """
     try:
         return str(path.resolve().relative_to(root.resolve()))
     except ValueError:
+        if path.name == "best" and path.parent.name:
+            return f"{path.parent.name}/best"
         return model_label(path)
 
 

@@ -30,7 +30,7 @@ texts = [r.text for r in tests["fdu_mtl_test"]][:1000] + [r.text for r in tests[
     :1000
 ]
 res = {}
-for name, path in (("v1", old), ("v1.1", new)):
+for name, path in (("old", old), ("new", new)):
     clf = Classifier.load(path, threads=1)
     ref = clf.predict_proba(texts, batch_size=1)
     worst, flips = 0.0, 0
@@ -60,7 +60,7 @@ for name, path in (("v1", old), ("v1.1", new)):
     res[name] = {"label_flips": flips, "max_prob_diff": worst}
     print(name, res[name], flush=True)
 # latency: 64 tokens, 1 thread, alternating
-r = {n: Runner.from_bundle(p, threads=1) for n, p in (("v1", old), ("v1.1", new))}
+r = {n: Runner.from_bundle(p, threads=1) for n, p in (("old", old), ("new", new))}
 ids = np.array([[101] + [2000 + i for i in range(62)] + [102]])
 mask = np.ones_like(ids)
 sorted_texts = texts[:1024]
@@ -88,8 +88,8 @@ for n in r:
         p50_ms_cpu=round(float(np.median(cpu[n])) * 1e3, 3),
         reviews_per_cpu_s=round(float(np.median(thr[n])), 1),
     )
-res["ratio_v1.1_over_v1"] = {
-    k: round(res["v1.1"][k] / res["v1"][k], 3)
+res["ratio_new_over_old"] = {
+    k: round(res["new"][k] / res["old"][k], 3)
     for k in ("p50_ms_wall", "p50_ms_cpu", "reviews_per_cpu_s")
 }
 print(json.dumps(res, indent=1))

@@ -123,6 +123,7 @@ def test_a_build_in_stages_through_a_teacher_record(
     assert teacher["test"]["test"]["accuracy"] == first_result["test"]["test"]["accuracy"]
     assert teacher["trained_on"]["device"] == "cpu"
     assert teacher["train_seconds"] == first_result["train_seconds"] > 0
+    assert teacher["path"] == "record/best"  # the record's name, no build-machine path
 
     shorter = CliRunner().invoke(main, ["build", str(tmp_path / "c"), *args[2:],
                                         "--max-length", "40"])  # other logits: refused
