@@ -13,10 +13,10 @@ import json
 import os
 import sys
 
-import numpy as np
-
 from edgesent import Classifier
+from edgesent.card import product_accuracy
 from edgesent.card_markdown import MOVIE_DOMAINS
+from edgesent_export.gate import evaluate
 from edgesent_export.sources import load_sources
 
 old, new = sys.argv[1], sys.argv[2]
@@ -29,17 +29,17 @@ tests = load_sources(os.path.join(here, "sources-v2.json"), data_dir=data_dir).f
 
 def score(path: str) -> dict:
     clf = Classifier.load(path)
+    labels = list(clf.labels)
     out: dict = {}
     for name, rows in tests.items():
-        predicted = [p.label for p in clf.predict([r.text for r in rows], batch_size=32)]
-        right = np.array([p == r.label for p, r in zip(predicted, rows, strict=True)])
-        block = {"n": len(rows), "accuracy": round(float(right.mean()), 4)}
-        domains = sorted({r.domain for r in rows if r.domain})
-        if domains:
-            per = {d: right[[r.domain == d for r in rows]] for d in domains}
-            block["per_domain"] = {d: round(float(v.mean()), 4) for d, v in per.items()}
-            products = np.concatenate([v for d, v in per.items() if d not in MOVIE_DOMAINS])
-            block["products"] = round(float(products.mean()), 4)
+        logits = clf.predict_logits([r.text for r in rows], batch_size=32)
+        report = evaluate(name, logits, [labels.index(r.label) for r in rows], labels,
+                          [r.domain for r in rows]).report
+        block = {"n": len(rows), "accuracy": round(report["accuracy"], 4)}
+        if report.get("per_domain"):
+            per = report["per_domain"]
+            block["per_domain"] = {d: round(v["accuracy"], 4) for d, v in per.items()}
+            block["products"] = round(product_accuracy(per), 4)
         out[name] = block
         print(path, name, block["accuracy"], file=sys.stderr, flush=True)
     return out
