@@ -242,6 +242,7 @@ def _model_section(manifest: Mapping[str, Any], bundle_bytes: int) -> dict[str, 
         "precision": model.get("precision"),
         "quantization": {k: quant[k] for k in keep if k in quant},
         "encoding": dict(manifest.get("encoding") or {}),
+        "max_length_choice": dict((manifest.get("metrics") or {}).get("max_length") or {}),
         "tokenizer": {k: tok.get(k) for k in ("type", "vocab_size", "lowercase")},
         "temperature": manifest.get("temperature"),
     }

@@ -61,6 +61,20 @@ def _code(value: Any) -> str:
     return MISSING if value in (None, "") else f"`{value}`"
 
 
+def _length_choice(choice: Mapping[str, Any]) -> str:
+    """How the reading length was chosen, where the build chose it.
+
+    >>> _length_choice({"set": "val", "trained_at": 128, "chosen": 256,
+    ...                 "fp32_accuracy": {"128": 0.9307, "256": 0.933}})
+    ' (trained at 128; chosen on val, fp32 accuracy 128: 0.9307, 256: 0.9330)'
+    """
+    if not choice.get("fp32_accuracy"):
+        return ""
+    tried = ", ".join(f"{n}: {a:.4f}" for n, a in choice["fp32_accuracy"].items())
+    return (f" (trained at {_num(choice.get('trained_at'))}; chosen on "
+            f"{_num(choice.get('set'))}, fp32 accuracy {tried})")
+
+
 def render_markdown(content: Mapping[str, Any]) -> str:
     """The card as Markdown, from :func:`card_content`'s data."""
     model, use, data, build = (content[k] for k in ("model", "use", "training_data", "build"))
@@ -78,7 +92,8 @@ def render_markdown(content: Mapping[str, Any]) -> str:
         ["precision", _num(model["precision"])],
         ["quantization", ", ".join(f"{k} {_num(v)}" for k, v in quant.items()) or MISSING],
         ["encoding", f"up to {_num(enc.get('max_length'))} tokens, truncation "
-                     f"{_num(enc.get('truncation'))}, {_num(enc.get('head_tokens'))} head tokens"],
+                     f"{_num(enc.get('truncation'))}, {_num(enc.get('head_tokens'))} head tokens"
+                     + _length_choice(model.get("max_length_choice") or {})],
         ["tokenizer", f"{_num(model['tokenizer']['type'])}, "
                       f"{_num(model['tokenizer']['vocab_size'])} tokens, lowercase "
                       f"{_num(model['tokenizer']['lowercase'])}"],

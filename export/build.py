@@ -72,6 +72,7 @@ class BuildPlan:
     seed: int = 13
     # the bundle: vocabulary, quantization and gate, what the manifest records
     vocab_min_count: int | None = None
+    bundle_max_lengths: tuple[int, ...] = ()  # reading lengths to choose from on validation
     gate: GateConfig = field(default_factory=GateConfig)
     name: str | None = None
     licences: dict[str, str] = field(default_factory=dict)
@@ -138,7 +139,8 @@ def run_build(plan: BuildPlan) -> dict[str, Any]:
             ffn=settings.ffn,
             config=plan.student, encoding=plan.encoding, temperature=settings.temperature,
             alpha=settings.alpha, logits_from=settings.teacher_logits,
-            early_stop=settings.early_stop, resume=True,
+            early_stop=settings.early_stop, teacher_max_length=settings.teacher_max_length,
+            resume=True,
             progress=plan.progress,
         )
         _check_finished(result, "student")
@@ -158,8 +160,10 @@ def _finish(plan: BuildPlan, data: Any, teacher_best: Path, timings: dict[str, f
 
         small = out / "student-small"
         if (small / "config.json").exists():
-            logger.info("vocabulary: shrunk already (%s), skipping", small)
             vocab_info = json.loads((small / "vocab_shrink.json").read_text())
+            _check_same(small, "vocabulary min count", vocab_info.get("min_count"),
+                        plan.vocab_min_count)
+            logger.info("vocabulary: shrunk already (%s), skipping", small)
         else:
             t0 = time.perf_counter()
             corpus = [r.text for r in data.train] + [r.text for r in data.val]
@@ -172,8 +176,16 @@ def _finish(plan: BuildPlan, data: Any, teacher_best: Path, timings: dict[str, f
 
     bundle_dir = out / "bundle"
     if (bundle_dir / MANIFEST_NAME).exists():
+        manifest = json.loads((bundle_dir / MANIFEST_NAME).read_text())
+        metrics = manifest["metrics"]
+        _check_same(bundle_dir, "vocabulary min count",
+                    (manifest["provenance"].get("vocabulary") or {}).get("min_count"),
+                    plan.vocab_min_count)
+        tried = sorted(int(n) for n in metrics.get("max_length", {}).get("fp32_accuracy", {}))
+        wanted = sorted({plan.encoding.max_length, *plan.bundle_max_lengths})
+        _check_same(bundle_dir, "reading lengths", tried if len(tried) > 1 else
+                    [manifest["encoding"]["max_length"]], wanted)
         logger.info("bundle: written already (%s), skipping", bundle_dir)
-        metrics = json.loads((bundle_dir / MANIFEST_NAME).read_text())["metrics"]
     else:
         t0 = time.perf_counter()
         metrics = _package(plan, data, model_for_bundle, bundle_dir, teacher_best, vocab_info)
@@ -204,7 +216,7 @@ def _stop_early(plan: BuildPlan, data: Any, teacher_best: Path, student_out: Pat
         student_out.mkdir(parents=True, exist_ok=True)
         _, texts = distillation_texts(data, plan.sources.read_unlabelled())
         with main_process_first():
-            teacher_logits(teacher_best, texts, plan.encoding,
+            teacher_logits(teacher_best, texts, plan.distillation.teacher_encoding(plan.encoding),
                            source=plan.distillation.teacher_logits, cache=logits,
                            work_dir=student_out / TEACHER_ONNX_DIR,
                            threads=plan.student.threads, progress=plan.progress)
@@ -220,6 +232,13 @@ def _stop_early(plan: BuildPlan, data: Any, teacher_best: Path, student_out: Pat
     if context().is_main:
         (plan.out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
     return summary
+
+
+def _check_same(path: Path, what: str, before: Any, now: Any) -> None:
+    """A finished stage rerun with other settings: say so rather than reuse or overwrite it."""
+    if before != now:
+        raise EdgesentError(f"{path} was made with {what} {before}, this build asks for "
+                            f"{now}: move it away (or build in a new folder) to redo it")
 
 
 def _check_finished(result: TrainingResult, stage: str) -> None:
@@ -283,7 +302,7 @@ def _package(
         val=labelled(data.val),
         extra_test_sets={name: labelled(rows) for name, rows in data.test.items()
                          if name != first},
-        provenance=provenance, name=plan.name,
+        provenance=provenance, name=plan.name, max_lengths=plan.bundle_max_lengths,
     )
     result = package_model(inputs, bundle_dir, plan.gate, work_dir=plan.out_dir / "work")
     return result.metrics

@@ -4,8 +4,9 @@ moment with one clear message, not hours later with a traceback.
 What is checked without reading the data or loading a model: a test set for the accuracy
 gate; every data file there; the base model or teacher (and ``--student-init``) a
 directory with ``config.json`` (a hub id is taken on trust), long enough for
-``--max-length``; the student's initialisation deep enough for ``--student-layers`` and
-of a family the student can be cut from; an output directory that can be written.
+``--max-length`` and ``--bundle-max-length``; the student's initialisation deep enough
+for ``--student-layers`` and of a family the student can be cut from; an output
+directory that can be written.
 """
 
 from __future__ import annotations
@@ -44,6 +45,16 @@ def check_plan(plan: Any) -> None:
     model = plan.teacher_dir if plan.teacher_dir is not None else plan.base_model
     option = "--teacher" if plan.teacher_dir is not None else "--model"
     check_distill(model, plan.distillation, plan.encoding.max_length, option)
+    shortest = min(plan.bundle_max_lengths, default=plan.encoding.max_length)
+    if shortest < plan.encoding.head_tokens:
+        raise InputError(f"--bundle-max-length {shortest}: shorter than the "
+                         f"{plan.encoding.head_tokens} --head-tokens kept from each review")
+    longest = max(plan.bundle_max_lengths, default=0)
+    if longest > plan.encoding.max_length:
+        init = plan.distillation.student_init or model
+        config = model_config(init, "--student-init")
+        if config is not None:
+            check_model_fits(config, init, None, longest, "--bundle-max-length")
     check_writable(plan.out_dir)
 
 
@@ -110,7 +121,7 @@ def model_config(model: str | os.PathLike[str], option: str) -> dict[str, Any] |
 
 
 def check_model_fits(config: dict[str, Any], model: Any, layers: int | None,
-                     max_length: int) -> None:
+                     max_length: int, option: str = "--max-length") -> None:
     """The student cannot be deeper than the model it is cut from, nor reviews longer
     than its positions."""
     depth = next((config[k] for k in LAYER_KEYS if isinstance(config.get(k), int)), None)
@@ -119,7 +130,7 @@ def check_model_fits(config: dict[str, Any], model: Any, layers: int | None,
                          f"{depth} layers; the student needs 1..{depth} layers")
     positions = next((config[k] for k in POSITION_KEYS if isinstance(config.get(k), int)), None)
     if positions is not None and max_length > positions:
-        raise InputError(f"--max-length {max_length}: the model {Path(model).name} has "
+        raise InputError(f"{option} {max_length}: the model {Path(model).name} has "
                          f"{positions} positions")
 
 

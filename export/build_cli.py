@@ -71,7 +71,8 @@ def build(out_dir: str, **opts: Any) -> None:
         student=shared.train_config(opts, "student_"),
         distillation=shared.distill_settings(opts, opts["student_layers"]),
         encoding=shared.encoding_from(opts), val_fraction=opts["val_fraction"], seed=opts["seed"],
-        vocab_min_count=opts["vocab_min_count"], gate=shared.gate_config_from(opts),
+        vocab_min_count=opts["vocab_min_count"],
+        bundle_max_lengths=tuple(opts["bundle_max_lengths"]), gate=shared.gate_config_from(opts),
         name=opts["name"], licences=shared.pairs(opts["licences"], "--licence", "FILE=LICENCE"),
         progress=not opts["quiet"], stop_after=opts["stop_after"],
     )
@@ -134,7 +135,7 @@ def export(model_dir: str, bundle_dir: str, as_json: bool, **opts: Any) -> None:
         extra_test_sets={name: labelled(data.test[name]) for name in names[1:]},
         provenance={"model": model_provenance(model_dir)["base_model"],
                     "command": redacted_command()},
-        name=opts["name"],
+        name=opts["name"], max_lengths=tuple(opts["bundle_max_lengths"]),
     )
     result = package_model(inputs, bundle_dir, shared.gate_config_from(opts))
     click.echo(json.dumps(result.metrics, indent=2) if as_json else f"bundle: {bundle_dir}")

@@ -161,6 +161,10 @@ def distill_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      type=click.Choice(EARLY_STOP),
                      help="What the student's validation watches for the best weights and "
                      "--patience: hard-label loss, KL to the teacher, or agreement with it."),
+        click.option("--teacher-max-length", type=click.IntRange(min=4), default=None,
+                     metavar="N", help="Tokens the teacher reads per review, when fewer than "
+                     "the student's --max-length (e.g. a teacher record's logits at 128 under "
+                     "a student reading 256) [default: --max-length]."),
     ], func)
 
 
@@ -171,7 +175,7 @@ def distill_settings(opts: Mapping[str, Any], layers: int | None) -> Any:
     init = opts["student_init"]
     return DistillSettings(layers, opts["temperature"], opts["alpha"],
                            Path(init) if init else None, opts["teacher_logits"],
-                           opts["early_stop"], opts["student_ffn"])
+                           opts["early_stop"], opts["student_ffn"], opts["teacher_max_length"])
 
 
 def quantization_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -194,6 +198,10 @@ def quantization_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--vocab-min-count", default=None, type=POSITIVE_INT,
                      help="Shrink the vocabulary to tokens seen this often in the training "
                      "and unlabelled text (smaller bundle; identical outputs on that text)."),
+        click.option("--bundle-max-length", "bundle_max_lengths", multiple=True,
+                     type=click.IntRange(min=4), metavar="N",
+                     help="A reading length the bundle may ship with instead of --max-length; "
+                     "the one most accurate on validation wins. Repeatable."),
         click.option("--name", default=None, help="Bundle name [default: the folder name]."),
     ], func)
 

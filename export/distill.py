@@ -23,7 +23,7 @@ import json
 import logging
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +61,10 @@ EARLY_STOP = ("loss", "kl", "agreement")
 @dataclass(frozen=True)
 class DistillSettings:
     """The student's depth (None: half its initialisation's), the distillation loss,
-    what initialises the student (None: the teacher) and where the teacher's logits come
-    from (one of :data:`TEACHER_LOGITS`).
+    what initialises the student (None: the teacher), where the teacher's logits come
+    from (one of :data:`TEACHER_LOGITS`) and how many tokens the teacher reads (None: as
+    many as the student; fewer lets a student read longer reviews than a teacher's
+    cached logits were computed on).
 
     >>> DistillSettings(alpha=2.0)
     Traceback (most recent call last):
@@ -77,6 +79,7 @@ class DistillSettings:
     teacher_logits: str = "torch"
     early_stop: str = "loss"
     ffn: int | None = None  # feed-forward units per layer (None: the initialisation's)
+    teacher_max_length: int | None = None
 
     def __post_init__(self) -> None:
         if self.early_stop not in EARLY_STOP:
@@ -95,6 +98,20 @@ class DistillSettings:
         if self.ffn is not None and self.ffn < 1:
             raise ValueError(f"the student's feed-forward blocks need at least 1 unit, "
                              f"got {self.ffn}")
+        if self.teacher_max_length is not None and self.teacher_max_length < 4:
+            raise ValueError(f"the teacher needs at least 4 tokens, got {self.teacher_max_length}")
+
+    def teacher_encoding(self, encoding: EncodingSettings) -> EncodingSettings:
+        """What the teacher reads: ``encoding``, cut to :attr:`teacher_max_length`.
+
+        >>> DistillSettings(teacher_max_length=128).teacher_encoding(
+        ...     EncodingSettings(256, "head_tail", 32))
+        EncodingSettings(max_length=128, truncation='head_tail', head_tokens=32)
+        """
+        if self.teacher_max_length is None:
+            return encoding
+        return replace(encoding, max_length=self.teacher_max_length,
+                       head_tokens=min(encoding.head_tokens, self.teacher_max_length))
 
 
 def distillation_loss(temperature: float = DistillSettings.temperature,
@@ -350,6 +367,7 @@ def distill(
     alpha: float = DistillSettings.alpha,
     logits_from: str = "torch",
     early_stop: str = "loss",
+    teacher_max_length: int | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> TrainingResult:
@@ -360,10 +378,12 @@ def distill(
     BERT, DistilBERT), since only its logits are used, each computed on the text through
     the teacher's own tokenizer (``logits_from``: see :func:`teacher_logits`). ``ffn``
     prunes the student's feed-forward blocks (:func:`~edgesent_export.student.prune_ffn`).
-    ``early_stop`` picks what validation watches (:func:`early_stop_monitor`).
+    ``early_stop`` picks what validation watches (:func:`early_stop_monitor`);
+    ``teacher_max_length`` lets the teacher read fewer tokens than the student.
     """
     settings = DistillSettings(n_layers, temperature, alpha, teacher_logits=logits_from,
-                               early_stop=early_stop, ffn=ffn)
+                               early_stop=early_stop, ffn=ffn,
+                               teacher_max_length=teacher_max_length)
     config = config or TrainConfig()
     encoding = encoding or EncodingSettings()
     init = Path(student_init) if student_init is not None else teacher
@@ -376,7 +396,8 @@ def distill(
     train_rows, texts = distillation_texts(data, unlabelled)
     extra = train_rows[len(data.train):]
     with main_process_first():  # rank 0 computes and caches them; the others read the cache
-        logits = teacher_logits(teacher, texts, encoding, source=logits_from,
+        logits = teacher_logits(teacher, texts, settings.teacher_encoding(encoding),
+                                source=logits_from,
                                 cache=out / TEACHER_LOGITS_FILE, work_dir=out / TEACHER_ONNX_DIR,
                                 threads=config.threads, progress=progress)
     train_set = encode_reviews(encoder, train_rows, data.labels)
@@ -405,7 +426,8 @@ def distill(
             "ffn": student.config.hidden_dim,
             "distillation": {"temperature": settings.temperature, "alpha": settings.alpha,
                              "labelled": len(data.train), "unlabelled": len(extra),
-                             "teacher_logits": logits_from, "early_stop": early_stop},
+                             "teacher_logits": logits_from, "early_stop": early_stop,
+                             "teacher_max_length": settings.teacher_encoding(encoding).max_length},
         },
     )
     if result.finished:

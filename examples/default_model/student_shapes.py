@@ -14,12 +14,13 @@ size. Accuracy, the other side of the frontier, needs trained students.
 import json
 import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
+from timing import alternating_p50_ms
 from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
 from edgesent.models import DEFAULT_MODEL
@@ -55,19 +56,11 @@ def main() -> None:
         rng = np.random.default_rng(0)
         feed = {"input_ids": rng.integers(1000, VOCAB, (1, TOKENS)).astype(np.int64),
                 "attention_mask": np.ones((1, TOKENS), np.int64)}
-        times: dict[str, list[float]] = {name: [] for name in sessions}
-        for _ in range(20):
-            for session in sessions.values():
-                session.run(None, feed)
-        for _ in range(ROUNDS):
-            for name, session in sessions.items():
-                start = time.perf_counter()
-                session.run(None, feed)
-                times[name].append(time.perf_counter() - start)
-    base = float(np.median(times["shipped (3 layers, FFN 1536)"]))
-    rows = [{"shape": name, "int8_mb": round(sizes[name], 2),
-             "p50_ms": round(float(np.median(t)) * 1e3, 3),
-             "x_shipped": round(float(np.median(t)) / base, 3)} for name, t in times.items()]
+        p50 = alternating_p50_ms({name: partial(session.run, None, feed)
+                                  for name, session in sessions.items()}, ROUNDS)
+    base = p50["shipped (3 layers, FFN 1536)"]
+    rows = [{"shape": name, "int8_mb": round(sizes[name], 2), "p50_ms": round(ms, 3),
+             "x_shipped": round(ms / base, 3)} for name, ms in p50.items()]
     print("| shape | int8 MB | p50 ms @64 tok, 1 thread | × shipped |")
     print("| --- | ---: | ---: | ---: |")
     for row in rows:

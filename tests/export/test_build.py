@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,29 @@ def test_rerun_skips_every_finished_stage(built) -> None:
     assert after == before
 
 
+def test_rerun_with_other_bundle_settings_refuses_then_redoes(built, tmp_path: Path) -> None:
+    out, args, _ = built
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    args = [args[0], str(copy), *args[2:]]
+    other_vocab = CliRunner().invoke(main, [*args, "--vocab-min-count", "2"])
+    one_line_error(other_vocab, "vocabulary min count 1", "move it away")
+    other_lengths = CliRunner().invoke(main, [*args, "--bundle-max-length", "32"])
+    one_line_error(other_lengths, "reading lengths [48]", "[32, 48]")
+    assert load_bundle(copy / "bundle").manifest == load_bundle(out / "bundle").manifest
+
+    (copy / "bundle").rename(tmp_path / "bundle-48")
+    again = CliRunner().invoke(main, [*args, "--bundle-max-length", "32"])
+    assert again.exit_code == 0, again.output
+    manifest = load_bundle(copy / "bundle").manifest
+    choice = manifest["metrics"]["max_length"]
+    assert set(choice["fp32_accuracy"]) == {"32", "48"} and choice["trained_at"] == 48
+    assert manifest["encoding"]["max_length"] == choice["chosen"]
+    assert manifest["provenance"]["encoding"]["max_length"] == 48  # what training read
+    summary = json.loads((copy / "build_summary.json").read_text())
+    assert set(summary["stage_seconds"]) == {"package"}
+
+
 def test_a_build_in_stages_through_a_teacher_record(
         tmp_path: Path, tiny_bert_dir: Path, review_factory: Any) -> None:
     """Session one: teacher and its logits (--stop-after logits), kept as a record.
@@ -128,3 +152,13 @@ def test_a_build_in_stages_through_a_teacher_record(
     shorter = CliRunner().invoke(main, ["build", str(tmp_path / "c"), *args[2:],
                                         "--max-length", "40"])  # other logits: refused
     one_line_error(shorter, "other texts or settings", "no weights")
+    # a student reading more than the record's teacher did: the same logits serve it
+    longer = CliRunner().invoke(main, ["build", str(tmp_path / "d"), *args[2:],
+                                       "--max-length", "64", "--teacher-max-length", "48"])
+    assert longer.exit_code == 0, longer.output
+    np.testing.assert_array_equal(np.load(tmp_path / "d" / "student" / "teacher_logits.npy"),
+                                  np.load(logits))
+    result = json.loads((tmp_path / "d" / "student" / "result.json").read_text())
+    assert result["encoding"]["max_length"] == 64
+    assert result["distillation"]["teacher_max_length"] == 48
+    assert load_bundle(tmp_path / "d" / "bundle").encoding.max_length == 64

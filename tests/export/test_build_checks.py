@@ -91,6 +91,12 @@ def test_a_student_deeper_or_longer_than_the_model(files: Path) -> None:
              "--student-layers 6", "1..4 layers")
     one_line_error(_build(files, *_with_data(files), "--model", model, "--max-length", "256"),
              "--max-length 256", "128 positions")
+    one_line_error(_build(files, *_with_data(files), "--model", model, "--max-length", "64",
+                          "--bundle-max-length", "128", "--bundle-max-length", "512"),
+             "--bundle-max-length 512", "128 positions")
+    one_line_error(_build(files, *_with_data(files), "--model", model, "--max-length", "64",
+                          "--head-tokens", "32", "--bundle-max-length", "16"),
+             "--bundle-max-length 16", "32 --head-tokens")
     _nothing_trained(files)
 
 

@@ -4,6 +4,7 @@ edgesent.Classifier and reproduces the gate's int8 predictions exactly."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,10 +16,13 @@ pytest.importorskip("optimum.onnxruntime", reason=EXPORT_REASON)
 from edgesent import Classifier, load_bundle
 from edgesent.tokenization import EncodingSettings
 from edgesent_export.gate import GateConfig, GateError, LabelledSet
+from edgesent_export.logits import onnx_logits
+from edgesent_export.onnx_export import export_onnx
 from edgesent_export.package import (
     PackageError,
     PackageInputs,
     _check_reproduces,
+    choose_max_length,
     label_indices,
     package_model,
 )
@@ -42,6 +46,7 @@ def packaged(tmp_path_factory, trained_tiny_distilbert_dir, review_factory):
         (val.texts, [LABELS[y] for y in val.labels]),
         extra_test_sets={"shifted": LabelledSet(extra.texts, extra.labels)},
         provenance={"base_model": "tiny-random", "command": "pytest"}, name="tiny-reviews",
+        max_lengths=(16, 64),
     )
     result = package_model(inputs, work / "bundle", QUIET, work_dir=work / "work")
     return result, test, work
@@ -63,7 +68,8 @@ def test_manifest_carries_metrics_and_settings(packaged):
     result, test, _ = packaged
     bundle = load_bundle(result.path)
     manifest = bundle.manifest
-    assert bundle.labels == LABELS and bundle.encoding == ENCODING
+    chosen = manifest["metrics"]["max_length"]["chosen"]
+    assert bundle.labels == LABELS and bundle.encoding == replace(ENCODING, max_length=chosen)
     assert bundle.temperature == pytest.approx(result.temperature)
     assert manifest["model"]["precision"] == "int8"
     quantization = manifest["model"]["quantization"]
@@ -112,3 +118,47 @@ def test_label_errors_name_the_row(tmp_path, trained_tiny_distilbert_dir):
     with pytest.raises(ValueError, match="id2label order"):
         package_model(_inputs(trained_tiny_distilbert_dir, (["a"], [0]), (["a"], [0]),
                               labels=LABELS[::-1]), tmp_path / "b", QUIET)
+
+
+def _val_accuracy(onnx_path, tokenizer, length, val):
+    from edgesent.tokenization import TextEncoder
+
+    encoder = TextEncoder(tokenizer, replace(ENCODING, max_length=length))
+    logits = onnx_logits(onnx_path, encoder, val.texts, threads=1)
+    return float((logits.argmax(1) == np.asarray(val.labels)).mean())
+
+
+def test_the_reading_length_is_chosen_on_validation(tmp_path, trained_tiny_distilbert_dir,
+                                                    review_factory):
+    from tokenizers import Tokenizer
+
+    onnx_path = export_onnx(trained_tiny_distilbert_dir, tmp_path / "onnx", validate=False)
+    tokenizer = Tokenizer.from_file(str(trained_tiny_distilbert_dir / "tokenizer.json"))
+    reviews = review_factory(60, 34)
+    # long reviews: words past the first few tokens decide some labels
+    val = LabelledSet([" ".join([text] * 4) for text in reviews.texts], reviews.labels)
+    encoding, report = choose_max_length(onnx_path, tokenizer, replace(ENCODING, max_length=16),
+                                         [32, 16, 64], val, LABELS, threads=1)
+    accuracy = {n: _val_accuracy(onnx_path, tokenizer, n, val) for n in (16, 32, 64)}
+    best = max(accuracy.values())
+    assert encoding.max_length == min(n for n, a in accuracy.items() if a == best)
+    assert report["chosen"] == encoding.max_length and report["trained_at"] == 16
+    assert report["fp32_accuracy"] == {str(n): round(a, 4) for n, a in accuracy.items()}
+    assert encoding.head_tokens == ENCODING.head_tokens
+
+    short = LabelledSet(["good"] * 4 + ["bad"] * 4, [1] * 4 + [0] * 4)
+    tie, _ = choose_max_length(onnx_path, tokenizer, ENCODING, [32, 24], short, LABELS,
+                               threads=1)
+    assert tie.max_length == 24  # every length reads the same tokens: the shortest wins
+    same, empty = choose_max_length(onnx_path, tokenizer, ENCODING, [], val, LABELS)
+    assert same == ENCODING and empty == {}
+
+
+def test_a_reading_length_past_the_positions_is_refused(tmp_path, trained_tiny_distilbert_dir,
+                                                        review_factory):
+    data = review_factory(20, 42)
+    with pytest.raises(ValueError, match="reads at most 128 tokens; max length 256"):
+        package_model(_inputs(trained_tiny_distilbert_dir, (data.texts, data.labels),
+                              (data.texts, data.labels), max_lengths=(256,)),
+                      tmp_path / "bundle", QUIET)
+    assert not (tmp_path / "bundle").exists()
