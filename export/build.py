@@ -182,9 +182,8 @@ def _finish(plan: BuildPlan, data: Any, teacher_best: Path, timings: dict[str, f
                     (manifest["provenance"].get("vocabulary") or {}).get("min_count"),
                     plan.vocab_min_count)
         tried = sorted(int(n) for n in metrics.get("max_length", {}).get("fp32_accuracy", {}))
-        wanted = sorted({plan.encoding.max_length, *plan.bundle_max_lengths})
-        _check_same(bundle_dir, "reading lengths", tried if len(tried) > 1 else
-                    [manifest["encoding"]["max_length"]], wanted)
+        _check_same(bundle_dir, "reading lengths", tried or [manifest["encoding"]["max_length"]],
+                    sorted({plan.encoding.max_length, *plan.bundle_max_lengths}))
         logger.info("bundle: written already (%s), skipping", bundle_dir)
     else:
         t0 = time.perf_counter()
