@@ -3,8 +3,8 @@
     python examples/default_model/frontier.py OUT_PREFIX BUNDLE... [DATA_DIR]
 
 Each BUNDLE is a bundle built from ``sources-v2.json`` (``build-v2.sh student``), so all
-of them are scored on the one validation split those builds carve (val fraction 0.05,
-seed 13): the split shapes are chosen on, never a test set. Latency is the p50 of one
+of them are scored on the one validation split those builds carve (the build's val
+fraction and seed): the split shapes are chosen on, never a test set. Latency is the p50 of one
 64-token review on one thread, every bundle and the shipped model taking turns in this
 process, as a ratio to the shipped model. Writes ``OUT_PREFIX.json`` and
 ``OUT_PREFIX.png``: the points, the frontier through those no other point beats on both
@@ -24,6 +24,7 @@ from edgesent import Classifier, load_bundle
 from edgesent.bundle import MANIFEST_NAME
 from edgesent.models import DEFAULT_MODEL
 from edgesent.runner import Runner
+from edgesent_export.build import BuildPlan
 from edgesent_export.sources import load_sources
 
 BUDGET, SIZE_MB, TOKENS = 1.35, 15.0, 64
@@ -64,7 +65,7 @@ def main(argv: list[str]) -> None:
     out, bundles = Path(argv[0]), [Path(b) for b in argv[1:]]
     here = Path(__file__).resolve().parent
     val = load_sources(here / "sources-v2.json", data_dir=data_dir).format(
-        val_fraction=0.05, seed=13).val
+        val_fraction=BuildPlan.val_fraction, seed=BuildPlan.seed).val  # the build's split
     points = []
     for path in bundles:
         classifier = Classifier.load(path)
