@@ -52,7 +52,8 @@ Examples:
 --teacher-run DIR adds a row to the teacher table from DIR/result.json (an `edgesent
 train` folder), or from DIR/teacher/result.json with the student DIR/bundle (or
 DIR/student) when DIR is an `edgesent build` folder. DIR=STUDENT names the student that
-row's teacher taught: a bundle folder or a distill run folder."""
+row's teacher taught: a bundle folder or a distill run folder. A row whose student is
+BUNDLE itself takes the place of the row BUNDLE's manifest gives."""
 
 
 class CardError(EdgesentError):
@@ -77,7 +78,9 @@ def card_content(bundle: str | Path, teacher_runs: Sequence[str] = (),
     own_teacher["student"] = _bundle_student(manifest, manifest_path, sets)
     teachers = [own_teacher]
     for spec in teacher_runs:
-        row, used = _run_row(spec)
+        row, used, student_path = _run_row(spec)
+        if student_path is not None and student_path.resolve() == loaded.path.resolve():
+            teachers.remove(own_teacher)  # the run's row is the same pair, from its record
         teachers.append(row)
         files += [_file_entry(p, why) for p, why in used]
     return {
@@ -347,8 +350,9 @@ def _bundle_student(manifest: Mapping[str, Any], path: Path,
     }
 
 
-def _run_row(spec: str) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
-    """A teacher row from ``DIR`` or ``DIR=STUDENT``, and the files it read."""
+def _run_row(spec: str) -> tuple[dict[str, Any], list[tuple[Path, str]], Path | None]:
+    """A teacher row from ``DIR`` or ``DIR=STUDENT``, the files it read and its student's
+    folder (None when it names none)."""
     run, _, student_spec = spec.partition("=")
     root = Path(run)
     if not root.is_dir():
@@ -385,7 +389,7 @@ def _run_row(spec: str) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
     if student_path is not None:
         row["student"], student_file = _student_of(student_path)
         used.append((student_file, f"teacher row {run}: its student"))
-    return row, used
+    return row, used, student_path
 
 
 def safetensors_parameters(path: Path) -> int:

@@ -32,6 +32,7 @@ example, two CPU processes or two GPUs on one machine::
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import logging
 import os
@@ -190,9 +191,20 @@ def context() -> Distributed:
                     )
                 torch.cuda.set_device(local)
             dist.init_process_group(backend, timeout=TIMEOUT)
+            atexit.register(_leave_process_group)
             logger.info("rank %d of %d joined the %s process group", rank, world, backend)
         _CONTEXT = Distributed(world, rank, local)
     return _CONTEXT
+
+
+def _leave_process_group() -> None:
+    """Destroy the process group :func:`context` joined, while the interpreter is whole:
+    left to interpreter shutdown, gloo's worker threads can abort the process
+    ("terminate called without an active exception") after all the work is done."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def is_main_process() -> bool:

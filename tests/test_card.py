@@ -157,6 +157,17 @@ def test_a_build_folder_brings_its_student_and_a_named_student_too(
     assert from_build[8] == "tiny-test (bundle, int8)" and from_build[9] == "0.8000"
     named = _row(card, f"`{tmp_path / 'mpnet-b'}`")
     assert named[8] == "student (PyTorch fp32)" and named[9] == "0.7000"
+    _row(card, "`teacher/best`")  # the bundle's own teacher row: the runs taught others
+
+
+def test_a_run_that_taught_this_bundle_replaces_the_manifest_row(
+        rich_bundle: Path, tmp_path: Path) -> None:
+    run = _teacher_run(tmp_path / "mpnet")
+    card = _ok(_invoke(rich_bundle, "--teacher-run", f"{run}={rich_bundle}")).stdout
+    row = _row(card, f"`{run}`")
+    assert row[7] == "7,412 s (2.06 h)" and row[9] == "0.8000"  # the record's, the bundle's
+    with pytest.raises(AssertionError, match="no table row"):
+        _row(card, "`teacher/best`")
 
 
 def test_figures_a_run_does_not_record_show_as_missing(rich_bundle: Path, tmp_path: Path

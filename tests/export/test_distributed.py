@@ -14,6 +14,7 @@ and ``remove``).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -141,6 +142,7 @@ def _build_driver(root: str, report_dir: str) -> None:
 
     rank = int(os.environ["RANK"])
     commands = json.loads(Path(report_dir, "build_args.json").read_text("utf-8"))
+    atexit.register(_report_group_at_exit, Path(report_dir, f"rank{rank}_exit.json"))
     trainers: list[Any] = []
     torch_calls: list[tuple[str, int]] = []
 
@@ -187,6 +189,14 @@ def _build_driver(root: str, report_dir: str) -> None:
     Path(report_dir, f"rank{rank}.json").write_text(
         json.dumps({"rank": rank, "runs": runs, "torch_calls": torch_calls,
                     "failures": failures}), "utf-8")
+
+
+def _report_group_at_exit(path: Path) -> None:
+    """Registered before the build joins the process group, so it runs after the build's
+    own exit handlers (last in, first out): whether the group is still up then."""
+    import torch.distributed as dist
+
+    path.write_text(json.dumps({"initialized": dist.is_initialized()}), "utf-8")
 
 
 DRIVERS = {"finetune": _finetune_driver, "build": _build_driver}
@@ -398,6 +408,11 @@ def test_two_gloo_processes_distil_and_build_one_bundle(
     assert bad[0]["error"] == bad[1]["error"]
     assert "a-file/out: cannot write the build there" in bad[0]["error"]
     assert [rank["failures"] for rank in ranks] == [["the cache could not be made"]] * 2
+
+    # Each rank left the process group before interpreter shutdown (left to it, gloo's
+    # threads can abort a process whose work is done).
+    exits = [json.loads((reports / f"rank{r}_exit.json").read_text("utf-8")) for r in (0, 1)]
+    assert exits == [{"initialized": False}] * 2
     print(f"\nbuild launch (distil, package; rerun; failing check): {launch_seconds:.1f} s")
 
 
