@@ -140,7 +140,7 @@ def run_build(plan: BuildPlan) -> dict[str, Any]:
             config=plan.student, encoding=plan.encoding, temperature=settings.temperature,
             alpha=settings.alpha, logits_from=settings.teacher_logits,
             early_stop=settings.early_stop, teacher_max_length=settings.teacher_max_length,
-            resume=True,
+            reuse_logits=settings.reuse_logits, resume=True,
             progress=plan.progress,
         )
         _check_finished(result, "student")
@@ -218,7 +218,8 @@ def _stop_early(plan: BuildPlan, data: Any, teacher_best: Path, student_out: Pat
             teacher_logits(teacher_best, texts, plan.distillation.teacher_encoding(plan.encoding),
                            source=plan.distillation.teacher_logits, cache=logits,
                            work_dir=student_out / TEACHER_ONNX_DIR,
-                           threads=plan.student.threads, progress=plan.progress)
+                           threads=plan.student.threads, progress=plan.progress,
+                           reuse=plan.distillation.reuse_logits)
         timings["logits"] = time.perf_counter() - t0
     summary = {
         "out_dir": str(plan.out_dir),

@@ -85,6 +85,7 @@ def check_distill(teacher: str | os.PathLike[str], settings: Any, max_length: in
                          f"{teacher_config.get('model_type')!r} model, whose graph the ONNX "
                          f"export refuses (it takes token_type_ids); use one of "
                          f"{', '.join(ONNX_TEACHERS)}, or --teacher-logits torch")
+    _check_reuse(teacher, settings.reuse_logits)
     if init_config is None:
         return
     kind = init_config.get("model_type")
@@ -94,6 +95,21 @@ def check_distill(teacher: str | os.PathLike[str], settings: Any, max_length: in
                          f"DistilBERT student; give --student-init DIR, a fine-tuned "
                          f"{' or '.join(SUPPORTED_TEACHERS)} encoder of the student's width "
                          f"(the teacher may stay {kind!r})")
+
+
+def _check_reuse(teacher: str | os.PathLike[str], record: Path | None) -> None:
+    """``--reuse-logits`` names a teacher record, and the teacher has weights to read the
+    texts the record cannot give."""
+    from .teacher_record import RECORD_FILE, is_record
+
+    if record is None:
+        return
+    if not is_record(record):
+        raise InputError(f"--reuse-logits {record}: not a teacher record (its best/ folder, "
+                         f"with {RECORD_FILE} and no weights)")
+    if is_record(teacher):
+        raise InputError(f"--reuse-logits {record}: the teacher {teacher} is a record too, "
+                         "with no weights to read the texts again; give the teacher itself")
 
 
 def check_source(source: Source, role: str) -> None:

@@ -105,7 +105,8 @@ def distill(teacher: str, out_dir: str, layers: int | None, **opts: Any) -> None
         config=train_config(opts),
         encoding=encoding_from(opts), temperature=settings.temperature, alpha=settings.alpha,
         logits_from=settings.teacher_logits, early_stop=settings.early_stop,
-        teacher_max_length=settings.teacher_max_length, resume=opts["resume"],
+        teacher_max_length=settings.teacher_max_length,
+        reuse_logits=settings.reuse_logits, resume=opts["resume"],
         progress=not opts["quiet"],
     )
     if is_main_process():  # under torchrun, the other ranks end quietly

@@ -165,6 +165,10 @@ def distill_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      metavar="N", help="Tokens the teacher reads per review, when fewer than "
                      "the student's --max-length (e.g. a teacher record's logits at 128 under "
                      "a student reading 256) [default: --max-length]."),
+        click.option("--reuse-logits", type=click.Path(file_okay=False), default=None,
+                     metavar="RECORD", help="A record of this teacher at a shorter "
+                     "--max-length (its best/ folder): its logits serve the texts that length "
+                     "did not cut, and the teacher reads only the others."),
     ], func)
 
 
@@ -172,10 +176,11 @@ def distill_settings(opts: Mapping[str, Any], layers: int | None) -> Any:
     """The :class:`~edgesent_export.distill.DistillSettings` of the distillation options."""
     from .distill import DistillSettings
 
-    init = opts["student_init"]
+    init, reuse = opts["student_init"], opts["reuse_logits"]
     return DistillSettings(layers, opts["temperature"], opts["alpha"],
                            Path(init) if init else None, opts["teacher_logits"],
-                           opts["early_stop"], opts["student_ffn"], opts["teacher_max_length"])
+                           opts["early_stop"], opts["student_ffn"], opts["teacher_max_length"],
+                           Path(reuse) if reuse else None)
 
 
 def quantization_options(func: Callable[..., Any]) -> Callable[..., Any]:

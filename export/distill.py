@@ -18,7 +18,6 @@ data-parallel as fine-tuning does, and only rank 0 writes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -36,7 +35,12 @@ from .data import FormattedData, Review, dedup_key
 from .distributed import main_process_first, main_process_only
 from .student import make_student
 from .teacher_record import LOGITS_FILE as TEACHER_LOGITS_FILE
-from .teacher_record import recorded_logits, teacher_identity
+from .teacher_record import (
+    logits_fingerprint,
+    recorded_logits,
+    reusable_logits,
+    teacher_identity,
+)
 from .torch_data import IGNORE_LABEL, EncodedSet, predict_logits
 from .training import LossFn, TrainConfig
 from .training_run import (
@@ -64,7 +68,8 @@ class DistillSettings:
     what initialises the student (None: the teacher), where the teacher's logits come
     from (one of :data:`TEACHER_LOGITS`) and how many tokens the teacher reads (None: as
     many as the student; fewer lets a student read longer reviews than a teacher's
-    cached logits were computed on).
+    cached logits were computed on) and a record of the teacher at a shorter length
+    whose logits it reuses for the texts that length did not cut (None: none).
 
     >>> DistillSettings(alpha=2.0)
     Traceback (most recent call last):
@@ -80,6 +85,7 @@ class DistillSettings:
     early_stop: str = "loss"
     ffn: int | None = None  # feed-forward units per layer (None: the initialisation's)
     teacher_max_length: int | None = None
+    reuse_logits: Path | None = None
 
     def __post_init__(self) -> None:
         if self.early_stop not in EARLY_STOP:
@@ -154,6 +160,7 @@ def teacher_logits(
     work_dir: Path | None = None,
     threads: int | None = None,
     progress: bool = True,
+    reuse: Path | None = None,
 ) -> np.ndarray:
     """The teacher's logits over ``texts``, each read through the teacher's own tokenizer
     (so a teacher whose vocabulary differs from the student's, MPNet's say, sees its own
@@ -163,15 +170,19 @@ def teacher_logits(
     (:func:`teacher_identity`), the source, the encoding and the texts are the ones it was
     written for; computed :data:`LOGIT_CHUNK` texts at a time, each chunk saved beside the
     cache, so a run killed half way (a session's end) resumes at its last chunk. A text
-    with no content tokens for the teacher gets a NaN row."""
+    with no content tokens for the teacher gets a NaN row. ``reuse``, a record of this
+    teacher at a shorter reading length, gives the rows of the texts that length did not
+    cut (:func:`~edgesent_export.teacher_record.reusable_logits`); the teacher reads the
+    others."""
     from .logits import onnx_logits, torch_logits
     from .training_run import load_tokenizer, make_encoder
 
     if source not in TEACHER_LOGITS:
         raise ValueError(f"teacher logits from {source!r}: expected one of {TEACHER_LOGITS}")
     identity = teacher_identity(teacher)
-    digest = _fingerprint(texts, f"{identity}|{source}|{json.dumps(asdict(encoding))}")
-    about = {"teacher": identity, "source": source, "texts": len(texts)}
+    digest = logits_fingerprint(texts, identity, source, encoding)
+    about = {"teacher": identity, "source": source, "texts": len(texts),
+             "encoding": asdict(encoding)}
     recorded = recorded_logits(teacher, digest)  # a teacher record: its logits, or an error
     if recorded is not None:
         return cached_logits(cache, digest, lambda: recorded, about)
@@ -184,24 +195,37 @@ def teacher_logits(
         onnx = teacher_int8(teacher, work_dir or Path(teacher) / "onnx", identity)
         return onnx_logits(onnx, encoder, part, threads=count, progress=progress)
 
-    def compute() -> np.ndarray:
+    def in_chunks(todo: Sequence[str], key: str) -> np.ndarray:
         if cache is None:
-            return run(texts)
+            return run(todo)
         parts = cache.with_name(cache.stem + ".parts")  # a killed run keeps its chunks
         parts.mkdir(exist_ok=True)
         chunks = []
-        for number, start in enumerate(range(0, len(texts), LOGIT_CHUNK)):
-            path = parts / f"{digest[:16]}-{number:05d}.npy"
+        for number, start in enumerate(range(0, len(todo), LOGIT_CHUNK)):
+            path = parts / f"{key[:16]}-{number:05d}.npy"
             if path.is_file():
                 chunks.append(np.load(path, allow_pickle=False))
                 continue
-            chunks.append(run(texts[start:start + LOGIT_CHUNK]))
+            chunks.append(run(todo[start:start + LOGIT_CHUNK]))
             tmp = path.with_name(path.name + ".tmp")
             with open(tmp, "wb") as handle:
                 np.save(handle, chunks[-1], allow_pickle=False)
             tmp.rename(path)
-        logits = np.concatenate(chunks) if chunks else run(texts)
+        logits = np.concatenate(chunks) if chunks else run(todo)
         shutil.rmtree(parts, ignore_errors=True)
+        return logits
+
+    def compute() -> np.ndarray:
+        if reuse is None:
+            return in_chunks(texts, digest)
+        encoder = make_encoder(load_tokenizer(teacher), encoding)
+        logits, cut = reusable_logits(reuse, texts, identity, source, encoder)
+        logger.info("teacher logits: %d of %d texts from %s, %d read again at %d tokens",
+                    len(texts) - len(cut), len(texts), reuse, len(cut), encoding.max_length)
+        about["reused"] = {"record": str(reuse), "read_again": len(cut)}
+        todo = [texts[i] for i in cut]
+        if todo:
+            logits[cut] = in_chunks(todo, logits_fingerprint(todo, identity, source, encoding))
         return logits
 
     return cached_logits(cache, digest, compute, about)
@@ -283,14 +307,6 @@ def _torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def _fingerprint(texts: Sequence[str], teacher_id: str = "") -> str:
-    digest = hashlib.sha256(teacher_id.encode())
-    for text in texts:
-        digest.update(text.encode("utf-8", "surrogatepass"))
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
 def teacher_agreement(student: np.ndarray, teacher: np.ndarray,
                       temperature: float = 1.0) -> dict[str, float]:
     """How close the student's outputs are to the teacher's: the share of rows where
@@ -368,6 +384,7 @@ def distill(
     logits_from: str = "torch",
     early_stop: str = "loss",
     teacher_max_length: int | None = None,
+    reuse_logits: Path | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> TrainingResult:
@@ -379,11 +396,13 @@ def distill(
     the teacher's own tokenizer (``logits_from``: see :func:`teacher_logits`). ``ffn``
     prunes the student's feed-forward blocks (:func:`~edgesent_export.student.prune_ffn`).
     ``early_stop`` picks what validation watches (:func:`early_stop_monitor`);
-    ``teacher_max_length`` lets the teacher read fewer tokens than the student.
+    ``teacher_max_length`` lets the teacher read fewer tokens than the student;
+    ``reuse_logits`` (a record of the teacher at a shorter length) spares it the texts
+    that length did not cut.
     """
     settings = DistillSettings(n_layers, temperature, alpha, teacher_logits=logits_from,
                                early_stop=early_stop, ffn=ffn,
-                               teacher_max_length=teacher_max_length)
+                               teacher_max_length=teacher_max_length, reuse_logits=reuse_logits)
     config = config or TrainConfig()
     encoding = encoding or EncodingSettings()
     init = Path(student_init) if student_init is not None else teacher
@@ -399,7 +418,7 @@ def distill(
         logits = teacher_logits(teacher, texts, settings.teacher_encoding(encoding),
                                 source=logits_from,
                                 cache=out / TEACHER_LOGITS_FILE, work_dir=out / TEACHER_ONNX_DIR,
-                                threads=config.threads, progress=progress)
+                                threads=config.threads, progress=progress, reuse=reuse_logits)
     train_set = encode_reviews(encoder, train_rows, data.labels)
     train_set.teacher_logits = logits[: len(train_rows)]
     val_set = encode_reviews(encoder, data.val, data.labels)
@@ -427,7 +446,8 @@ def distill(
             "distillation": {"temperature": settings.temperature, "alpha": settings.alpha,
                              "labelled": len(data.train), "unlabelled": len(extra),
                              "teacher_logits": logits_from, "early_stop": early_stop,
-                             "teacher_max_length": settings.teacher_encoding(encoding).max_length},
+                             "teacher_max_length": settings.teacher_encoding(encoding).max_length,
+                             "reused_logits": str(reuse_logits) if reuse_logits else None},
         },
     )
     if result.finished:

@@ -10,6 +10,12 @@ fingerprint of the texts, source and encoding they cover). Distilling from ``bes
 then reads those logits as if the teacher were there, and refuses texts or settings it
 has none for.
 
+A record's logits also spare most of the work of reading the same texts longer: a text
+that fits the record's reading length reads the same at any longer one, so
+:func:`reusable_logits` gives the rows a longer reading can take from the record, and
+only the texts the record's length cut go through the teacher again (which must be the
+record's own weights: retrained by the same command and seed, its identity checks that).
+
 >>> write_record("runs/v2/teacher", "runs/v2/student/teacher_logits.npy",
 ...              "teachers/mpnet-v2")  # doctest: +SKIP
 PosixPath('teachers/mpnet-v2/best')
@@ -20,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from edgesent.errors import InputError
+from edgesent.tokenization import EncodingSettings, TextEncoder
 
 RECORD_FILE = "teacher_record.json"
 LOGITS_FILE = "teacher_logits.npy"
@@ -76,6 +85,61 @@ def teacher_identity(teacher: str | Path) -> str:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
     return digest.hexdigest()
+
+
+def logits_fingerprint(texts: Sequence[str], identity: str, source: str,
+                       encoding: EncodingSettings) -> str:
+    """What cached teacher logits are keyed to: the texts, in order, the teacher's
+    identity, where the logits came from and how the teacher read the texts."""
+    digest = hashlib.sha256(f"{identity}|{source}|{json.dumps(asdict(encoding))}".encode())
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def record_encoding(record_dir: str | Path) -> EncodingSettings:
+    """How the teacher read the texts of a record's logits: the record's ``encoding``,
+    or (records written before it was kept) the teacher run's, in ``result.json``."""
+    root = Path(record_dir)
+    encoding = read_record(root).get("encoding")
+    result = root.parent / "result.json"
+    if encoding is None and result.is_file():
+        encoding = json.loads(result.read_text("utf-8")).get("encoding")
+    if not isinstance(encoding, dict):
+        raise InputError(f"{root}: the record does not say how its teacher read the texts")
+    try:
+        return EncodingSettings(**encoding)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{root}: unreadable encoding in the record ({exc})") from None
+
+
+def reusable_logits(record_dir: str | Path, texts: Sequence[str], identity: str, source: str,
+                    encoder: TextEncoder) -> tuple[np.ndarray, list[int]]:
+    """The record's logits over ``texts`` and the indices of the texts it cannot give at
+    ``encoder``'s longer reading length (those its own length cut), which the teacher
+    must read again. The record must hold this teacher's (``identity``) logits from
+    ``source`` over these very texts, at a reading that differs in length alone."""
+    root = Path(record_dir)
+    if not is_record(root):
+        raise InputError(f"{root}: not a teacher record (no {RECORD_FILE}, or weights there)")
+    record = read_record(root)
+    if record["teacher"] != identity:
+        raise InputError(f"{root}: its logits came from another teacher than this one "
+                         "(retrain it with the record's command and seed, on the same kind "
+                         "of machine, to get the same weights)")
+    short, longer = record_encoding(root), encoder.settings
+    if replace(short, max_length=longer.max_length) != longer or \
+            short.max_length >= longer.max_length:
+        raise InputError(f"{root}: its logits read {asdict(short)}; they are reused only "
+                         f"under a longer reading that differs in length alone, not "
+                         f"{asdict(longer)}")
+    if logits_fingerprint(texts, identity, source, short) != record["fingerprint"]:
+        raise InputError(f"{root}: its logits cover other texts or another source than "
+                         f"these ({record.get('texts', '?')} texts; made with: "
+                         f"{record.get('made_with') or 'see its result.json'})")
+    cut = [i for i, ids in enumerate(encoder.token_ids(texts)) if len(ids) > short.max_length]
+    return np.load(root / LOGITS_FILE, allow_pickle=False), cut
 
 
 def recorded_logits(teacher: str | Path, fingerprint: str) -> np.ndarray | None:
@@ -130,6 +194,7 @@ def write_record(teacher_run: str | Path, logits: str | Path, dest: str | Path,
         "fingerprint": cached["fingerprint"],
         "texts": int(values.shape[0]),
         "source": cached.get("source"),
+        "encoding": cached.get("encoding"),
         "made_with": made_with,
         "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

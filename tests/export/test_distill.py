@@ -182,6 +182,7 @@ def test_distillation_moves_the_student_towards_the_teacher(
         "temperature": 2.0, "alpha": 0.5, "labelled": len(data.train),
         "unlabelled": expected_extra, "teacher_logits": "torch", "early_stop": "loss",
         "teacher_max_length": 48,  # as many tokens as the student
+        "reused_logits": None,
     }
     assert record["student_init"] == str(teacher_dir)
     assert record["val_teacher"]["agreement"] > 0.85 and record["val_teacher"]["kl"] >= 0

@@ -4,6 +4,7 @@ once its weights are gone, and refusing what the logits do not cover."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,15 @@ from click.testing import CliRunner
 
 from edgesent.cli import main
 from edgesent.errors import InputError
+from edgesent_export.build_checks import check_distill
 from edgesent_export.data import Review
-from edgesent_export.distill import TEACHER_LOGITS_FILE, distill
+from edgesent_export.distill import (
+    TEACHER_LOGITS_FILE,
+    DistillSettings,
+    distill,
+    distillation_texts,
+    teacher_logits,
+)
 from edgesent_export.finetune import finetune
 from edgesent_export.teacher_record import (
     RECORD_FILE,
@@ -29,6 +37,7 @@ from edgesent_export.teacher_record import (
     teacher_identity,
     write_record,
 )
+from edgesent_export.training_run import load_tokenizer, make_encoder
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +130,90 @@ def test_record_teacher_command(distilled: dict[str, Any], tmp_path: Path) -> No
     assert f"--teacher {tmp_path / 'rec' / 'best'}" in ok.output
     again = runner.invoke(main, ["record-teacher", str(run), str(logits), str(tmp_path / "rec")])
     one_line_error(again, "already exists")
+
+
+SHORTER = replace(TINY_ENCODING, max_length=24)  # cuts some of the fixture's texts
+LONGER = TINY_ENCODING
+
+
+@pytest.fixture(scope="module")
+def short_record(distilled: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A record of the fixture's teacher whose logits read :data:`SHORTER`."""
+    root = tmp_path_factory.mktemp("short")
+    student = distill(distilled["teacher"].model_dir, distilled["data"], root / "student",
+                      unlabelled=distilled["unlabelled"], n_layers=1,
+                      config=tiny_config(stop_after_steps=1), encoding=SHORTER,
+                      progress=False)
+    return write_record(distilled["teacher"].model_dir.parent,
+                        student.out_dir / TEACHER_LOGITS_FILE, root / "record")
+
+
+def test_a_longer_reading_reads_again_only_the_texts_the_record_cut(
+        distilled: dict[str, Any], short_record: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgesent_export.logits as logits_module
+
+    best = short_record
+    teacher = distilled["teacher"].model_dir
+    _, texts = distillation_texts(distilled["data"], distilled["unlabelled"])
+    whole = teacher_logits(teacher, texts, LONGER, progress=False)
+    read: list[int] = []
+    real = logits_module.torch_logits
+
+    def counted(model: Any, encoder: Any, part: Any, **kwargs: Any) -> Any:
+        read.append(len(part))
+        return real(model, encoder, part, **kwargs)
+
+    monkeypatch.setattr(logits_module, "torch_logits", counted)
+    cache = tmp_path / "longer" / TEACHER_LOGITS_FILE
+    cache.parent.mkdir()
+    reused = teacher_logits(teacher, texts, LONGER, cache=cache, progress=False, reuse=best)
+    np.testing.assert_allclose(reused, whole, atol=1e-5)  # the same, read in other batches
+    stamp = json.loads(cache.with_suffix(".json").read_text())
+    cut = stamp["reused"]["read_again"]
+    assert 0 < cut < len(texts) and read == [cut]
+    lengths = [len(ids) for ids in make_encoder(load_tokenizer(teacher), LONGER).token_ids(texts)]
+    assert cut == sum(n > SHORTER.max_length for n in lengths)
+    assert stamp["encoding"] == asdict(LONGER)
+
+
+def test_reused_logits_must_be_this_teachers_over_these_texts_read_shorter(
+        distilled: dict[str, Any], short_record: Path, tiny_distilbert_dir: Path,
+        tmp_path: Path) -> None:
+    best = short_record
+    teacher = distilled["teacher"].model_dir
+    _, texts = distillation_texts(distilled["data"], distilled["unlabelled"])
+
+    def reuse(model: Path, encoding: Any = LONGER, these: Any = texts) -> Any:
+        return teacher_logits(model, these, encoding, progress=False, reuse=best)
+
+    with pytest.raises(InputError, match="another teacher"):
+        reuse(tiny_distilbert_dir)
+    with pytest.raises(InputError, match="differs in length alone"):
+        reuse(teacher, replace(LONGER, head_tokens=8))
+    with pytest.raises(InputError, match="differs in length alone"):
+        reuse(teacher, SHORTER)
+    with pytest.raises(InputError, match="other texts"):
+        reuse(teacher, LONGER, [*texts[1:], texts[0]])
+    settings = DistillSettings(reuse_logits=tmp_path)
+    with pytest.raises(InputError, match="not a teacher record"):
+        check_distill(teacher, settings, LONGER.max_length)
+    with pytest.raises(InputError, match="a record too"):
+        check_distill(best, DistillSettings(reuse_logits=best), LONGER.max_length)
+    check_distill(teacher, DistillSettings(reuse_logits=best), LONGER.max_length)
+
+
+def test_distilling_longer_records_the_record_it_reused(
+        distilled: dict[str, Any], short_record: Path, tmp_path: Path) -> None:
+    best = short_record
+    out = tmp_path / "student"
+    result = distill(distilled["teacher"].model_dir, distilled["data"], out,
+                     unlabelled=distilled["unlabelled"], n_layers=1,
+                     config=tiny_config(epochs=1), encoding=LONGER,
+                     reuse_logits=best, progress=False)
+    assert result.finished
+    recorded = json.loads((out / "result.json").read_text())["distillation"]
+    assert recorded["reused_logits"] == str(best)
+    assert recorded["teacher_max_length"] == LONGER.max_length
+    assert json.loads((out / f"{Path(TEACHER_LOGITS_FILE).stem}.json").read_text()
+                      )["reused"]["record"] == str(best)
