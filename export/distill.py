@@ -18,6 +18,7 @@ data-parallel as fine-tuning does, and only rank 0 writes.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from edgesent.errors import InputError
-from edgesent.tokenization import EncodingSettings
+from edgesent.tokenization import EncodingSettings, TextEncoder
 
 from .data import FormattedData, Review, dedup_key
 from .distributed import main_process_first, main_process_only
@@ -187,13 +188,16 @@ def teacher_logits(
     if recorded is not None:
         return cached_logits(cache, digest, lambda: recorded, about)
 
+    @functools.cache
+    def encoder() -> TextEncoder:  # the teacher's tokenizer, loaded once and only if needed
+        return make_encoder(load_tokenizer(teacher), encoding)
+
     def run(part: Sequence[str]) -> np.ndarray:
-        encoder = make_encoder(load_tokenizer(teacher), encoding)
         count = threads or _torch_threads()
         if source == "torch":
-            return torch_logits(teacher, encoder, part, threads=count, progress=progress)
+            return torch_logits(teacher, encoder(), part, threads=count, progress=progress)
         onnx = teacher_int8(teacher, work_dir or Path(teacher) / "onnx", identity)
-        return onnx_logits(onnx, encoder, part, threads=count, progress=progress)
+        return onnx_logits(onnx, encoder(), part, threads=count, progress=progress)
 
     def in_chunks(todo: Sequence[str], key: str) -> np.ndarray:
         if cache is None:
@@ -218,8 +222,7 @@ def teacher_logits(
     def compute() -> np.ndarray:
         if reuse is None:
             return in_chunks(texts, digest)
-        encoder = make_encoder(load_tokenizer(teacher), encoding)
-        logits, cut = reusable_logits(reuse, texts, identity, source, encoder)
+        logits, cut = reusable_logits(reuse, texts, identity, source, encoder())
         logger.info("teacher logits: %d of %d texts from %s, %d read again at %d tokens",
                     len(texts) - len(cut), len(texts), reuse, len(cut), encoding.max_length)
         about["reused"] = {"record": str(reuse), "read_again": len(cut)}
