@@ -8,10 +8,14 @@ depends on what it was batched with. Here each weight matrix is int8 per output 
 computed on the fly:
 
     x_q = round(x / s) + 128,   s = max|x| / 127   (per row)
+    W_q = round(W / w), w = max|W| / 63 (per output column)
     y   = (MatMulIntegerToFloat(x_q, W_q, zero point 128) · w_scale) · s  (+ bias)
 
 A token's result depends on nothing but that token's own values, so answers do not
-depend on batch composition or padding. Attention's activation-by-activation products
+depend on batch composition or padding. Weights keep 7 bits (±63): x86 CPUs with AVX2 but
+no VNNI multiply uint8 by int8 in pairs summed into int16 (``vpmaddubsw``), and
+255·127·2 overflows it, so full-range weights saturate there and the answers would depend
+on the CPU; 255·63·2 fits. Attention's activation-by-activation products
 stay fp32, and embedding tables are stored as uint8 (one scale per table).
 
 >>> settings = quantize_per_token("runs/onnx/model.onnx", "runs/int8/model.onnx")  # doctest: +SKIP
@@ -28,6 +32,7 @@ import numpy as np
 
 EPSILON = 1e-12  # smallest scale: an all-zero row must not divide by zero
 MS_DOMAIN = "com.microsoft"  # MatMulIntegerToFloat is an ONNX Runtime contrib op
+WEIGHT_LEVELS = 63  # 7-bit weights: no int16 saturation on AVX2 CPUs without VNNI
 
 
 class _Rewriter:
@@ -88,8 +93,8 @@ class _Rewriter:
 
     def matmul(self, x: str, name: str, weight: np.ndarray, out: str) -> None:
         """``out = x @ weight`` with int8 weights and per-row int8 activations."""
-        scale = np.maximum(np.abs(weight).max(axis=0), EPSILON) / 127.0
-        w_q = np.clip(np.round(weight / scale), -127, 127).astype(np.int8)
+        scale = np.maximum(np.abs(weight).max(axis=0), EPSILON) / WEIGHT_LEVELS
+        w_q = np.clip(np.round(weight / scale), -WEIGHT_LEVELS, WEIGHT_LEVELS).astype(np.int8)
         w_name = self.constant(name + "_pt_q", w_q)
         s_name = self.constant(name + "_pt_scale", scale.astype(np.float32))
         x_q, x_scale = self.quantize_rows(x, weight.shape[0])
@@ -160,7 +165,8 @@ def quantize_per_token(source: str | Path, out_path: str | Path, *,
     out_path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out_path))
     return {"tool": "edgesent_export.per_token", "format": "QOperator",
-            "ops_quantized": sorted(quantized_ops), "weights_dtype": "QInt8 (per channel)",
+            "ops_quantized": sorted(quantized_ops),
+            "weights_dtype": "QInt8 (per channel, 7-bit range)",
             "activations_dtype": "QUInt8 (per token, symmetric)"}
 
 

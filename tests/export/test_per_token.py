@@ -68,3 +68,27 @@ def test_answers_do_not_depend_on_the_batch(per_token, trained_tiny_onnx, tmp_pa
 
     assert spread(per_token_runner) < 1e-4
     assert spread(tensor_wise) > 10 * spread(per_token_runner)  # the problem it solves
+
+
+def test_full_scale_products_do_not_saturate(tmp_path):
+    """Every activation and weight at its largest magnitude: on AVX2 CPUs without VNNI,
+    8-bit weights overflow the int16 pair sums there; the 7-bit weights must not."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.ones((64, 8), np.float32)
+    weight[:, 4:] = -1.0
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "full_scale",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", 8])],
+        [numpy_helper.from_array(weight, "w")])
+    source = tmp_path / "fp32.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), source)
+    quantize_per_token(source, tmp_path / "int8.onnx")
+    w_q = next(i for i in onnx.load(str(tmp_path / "int8.onnx")).graph.initializer
+               if i.name == "w_pt_q")
+    assert np.abs(numpy_helper.to_array(w_q)).max() <= 63
+    x = np.stack([np.ones(64), -np.ones(64), np.linspace(-1, 1, 64)]).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"x": x})[0], x @ weight, rtol=1e-2, atol=0.05)
